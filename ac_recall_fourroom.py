@@ -342,22 +342,23 @@ if __name__ == "__main__":
             # Algorithm 1, lines 4-5: execute the policy; finished trajectories go to the top-k_traj buffer
             for step in range(args.num_steps):
                 global_step += args.num_envs
-                obs = torch.as_tensor(next_obs, device=device)
+                obs = next_obs
                 with torch.no_grad():
-                    action = agent.dist(obs).sample()
-                next_obs, reward, terminations, truncations, infos = vec_env.step(action.cpu().numpy())
+                    action = agent.dist(torch.as_tensor(obs, device=device)).sample().cpu().numpy()
+                next_obs, reward, terminations, truncations, infos = vec_env.step(action)
                 real_next_obs = next_obs.copy()
                 for i in np.flatnonzero(terminations | truncations):
                     real_next_obs[i] = infos["final_obs"][i]
-                obs_buf[step], actions_buf[step] = obs, action
+                obs_buf[step] = torch.as_tensor(obs, device=device)
+                actions_buf[step] = torch.as_tensor(action, device=device)
                 next_obs_buf[step] = torch.as_tensor(real_next_obs, device=device)
                 rewards_buf[step] = torch.as_tensor(reward, device=device)
                 terms_buf[step] = torch.as_tensor(terminations, device=device)
                 dones_buf[step] = torch.as_tensor(terminations | truncations, device=device)
                 for i in range(args.num_envs):
-                    episodes[i].append((int(obs[i]), int(action[i]), int(real_next_obs[i]), float(reward[i])))
+                    episodes[i].append((obs[i], action[i], real_next_obs[i], reward[i]))
                     if terminations[i] or truncations[i]:
-                        cells, acts, nexts, rews = (np.array(x) for x in zip(*episodes[i]))
+                        cells, acts, nexts, rews = (np.array(x) for x in zip(*episodes[i], strict=True))
                         ep_return = rews.sum()
                         buffer.add((args.gamma ** np.arange(len(rews)) * rews).sum(), cells, acts, nexts, rews)
                         recent_success = (recent_success + [float(terminations[i])])[-100:]
@@ -382,14 +383,13 @@ if __name__ == "__main__":
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
             optimizer.step()
 
-            # a value target needs a high-value state in the buffer; the goal target is known from the start
-            recall_ready = buffer.trajectories and (args.target == "goal" or buffer.best_return() > 0)
-            if args.recall and recall_ready:
+            if args.recall and buffer.trajectories:
                 # Algorithm 1, line 8: the top top_k_frac of the buffer's transitions by the value of s_{t+1}
                 cells, acts, nexts, rews = (torch.as_tensor(x, device=device) for x in buffer.transitions())
-                with torch.no_grad():
-                    # the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}), and just r_t at the goal
-                    arrival_value = rews.float() + args.gamma * agent.value(nexts) * (nexts != grid.goal)
+                with torch.no_grad():  # V of every cell at once: far cheaper than V of every transition
+                    cell_values = agent.value(torch.arange(n_cells, device=device))
+                # the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}), and just r_t at the goal
+                arrival_value = rews.float() + args.gamma * cell_values[nexts] * (nexts != grid.goal)
                 top = torch.argsort(arrival_value, descending=True)[: max(1, int(args.top_k_frac * len(cells)))]
                 # Algorithm 1, line 9: maximum likelihood (Eq. 2); the "true" and "random" parts are not trained
                 for _ in range(args.bt_updates):
@@ -403,7 +403,9 @@ if __name__ == "__main__":
                     writer.add_scalar("recall/bt_action_nll", action_nll.item(), global_step)
                     writer.add_scalar("recall/bt_state_nll", state_nll.item(), global_step)
 
-                if iteration % args.env_updates_per_recall == 0:
+                # a value target needs a state of positive return in the buffer; the goal is known from the start
+                have_target = args.target == "goal" or buffer.best_return() > 0
+                if have_target and iteration % args.env_updates_per_recall == 0:
                     for _ in range(args.recall_updates):
                         # Algorithm 1, line 10: target states, the highest-value buffer states or the goal
                         if args.target == "goal":
@@ -437,6 +439,7 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
                 if recent_success:
                     writer.add_scalar("charts/success_rate", np.mean(recent_success), global_step)
+                if args.recall:
                     writer.add_scalar("recall/buffer_best_return", buffer.best_return(), global_step)
             if iteration % 100 == 0:
                 print(

@@ -8,8 +8,8 @@ room and must reach the goal, the bottom-right corner cell of the bottom-right r
 Observation: the agent's cell index `row * size + col` (Discrete(size * size); wall cells are never observed).
 Actions: 0 up, 1 right, 2 down, 3 left; moving into a wall leaves the agent where it is.
 Reward: +1 on reaching the goal, which terminates the episode; 0 otherwise.
-Truncation: after `max_episode_steps` steps, by default 8 * (size - 3): four times the shortest path from
-the default start to the default goal, 2 * (size - 3). See `default_max_episode_steps`.
+Truncation: after `max_steps` steps, by default 16 * (size - 3): eight times the shortest path from
+the default start to the default goal, 2 * (size - 3). See `default_max_steps`.
 With `slip > 0`, each step takes a uniformly random action instead of the chosen one with that probability.
 """
 
@@ -19,14 +19,14 @@ import numpy as np
 MOVES = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])  # (d_row, d_col) for up, right, down, left
 
 
-def default_max_episode_steps(size: int) -> int:
-    return 8 * (size - 3)
+def default_max_steps(size: int) -> int:
+    return 16 * (size - 3)
 
 
 class FourRoomEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
 
-    def __init__(self, size=11, start=None, goal=None, slip=0.0, max_episode_steps=None, render_mode=None):
+    def __init__(self, size=11, start=None, goal=None, slip=0.0, max_steps=None, render_mode=None):
         if not isinstance(size, (int, np.integer)) or size < 7 or size % 2 == 0:
             raise ValueError(f"four-room size must be an odd integer >= 7, got {size!r}")
         if not 0.0 <= slip <= 1.0:
@@ -36,7 +36,7 @@ class FourRoomEnv(gym.Env):
         self.start = self._free_cell(start, (1, 1), "start")
         self.goal = self._free_cell(goal, (self.size - 2, self.size - 2), "goal")
         self.slip = float(slip)
-        self.max_episode_steps = default_max_episode_steps(self.size) if max_episode_steps is None else int(max_episode_steps)
+        self.max_steps = default_max_steps(self.size) if max_steps is None else int(max_steps)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Discrete(self.size * self.size)
         self.action_space = gym.spaces.Discrete(4)
@@ -61,7 +61,7 @@ class FourRoomEnv(gym.Env):
         return row * self.size + col
 
     def move(self, cell, action):
-        """Deterministic dynamics: the cell reached from `cell` by `action` (no slip)."""
+        """Deterministic dynamics: the cell reached from the free cell `cell` by `action` (no slip)."""
         row, col = divmod(int(cell), self.size)
         nrow, ncol = row + MOVES[action][0], col + MOVES[action][1]
         return int(cell) if self.walls[nrow, ncol] else int(nrow * self.size + ncol)
@@ -90,7 +90,7 @@ class FourRoomEnv(gym.Env):
         self.agent = self.move(self.agent, action)
         self.steps += 1
         terminated = self.agent == self.goal
-        truncated = not terminated and self.steps >= self.max_episode_steps
+        truncated = not terminated and self.steps >= self.max_steps
         return self.agent, float(terminated), terminated, truncated, {"is_success": terminated}
 
     def render(self, cell_px=16):

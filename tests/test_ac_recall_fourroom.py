@@ -1,0 +1,207 @@
+"""ac_recall_fourroom.py: its pieces, its command line, its logs, and one learning run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import envs  # noqa: F401
+from ac_recall_fourroom import (
+    ActorCritic,
+    BacktrackingModel,
+    TopTrajectoryBuffer,
+    compute_gae,
+    generate_recall_traces,
+    imitation_loss,
+    true_predecessor_table,
+)
+
+SCRIPT = Path(__file__).resolve().parents[1] / "ac_recall_fourroom.py"
+
+
+def run_script(tmp_path, *flags, timeout=600):
+    """Run the script as a user would, in tmp_path; returns the finished process."""
+    return subprocess.run([sys.executable, str(SCRIPT), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+def scalars(tmp_path):
+    """{tag: [values]} of the one run directory under tmp_path/runs."""
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return run_dir, events, {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def small_grid():
+    return gym.make("FourRoom-v0", size=7).unwrapped
+
+
+def test_backtracking_model_learns_true_predecessor_distribution():
+    """Uniform (s, a) over free cells of a 7x7 grid: q(s|a, s') must become uniform over the true predecessors."""
+    torch.manual_seed(0)
+    env = small_grid()
+    pred = true_predecessor_table(env)
+    n = env.observation_space.n
+    model = BacktrackingModel(n, 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    free = torch.as_tensor(env.free_cells)
+    move = torch.tensor([[env.move(s, a) if s in env.free_cells else s for a in range(4)] for s in range(n)])
+    for _ in range(1500):
+        s = free[torch.randint(len(free), (512,))]
+        a = torch.randint(4, (512,))
+        action_nll, state_nll = model.nll(s, a, move[s, a])
+        optimizer.zero_grad()
+        (action_nll + state_nll).backward()
+        optimizer.step()
+    # exact targets: the true posterior over s_t given (a_t, s_{t+1}) under uniform (s_t, a_t)
+    tv = []
+    with torch.no_grad():
+        for s_next in env.free_cells:
+            for a in range(4):
+                true = pred[s_next, a].float()
+                if true.sum() == 0:
+                    continue
+                true /= true.sum()
+                learned = torch.softmax(model.state_logits(torch.tensor([a]), torch.tensor([s_next])), -1)[0]
+                tv.append(0.5 * (learned - true).abs().sum().item())
+            # q(a|s') is proportional to the number of predecessors through a
+            counts = pred[s_next].sum(-1).float()
+            learned_a = torch.softmax(model.action_logits(torch.tensor([s_next])), -1)[0]
+            tv.append(0.5 * (learned_a - counts / counts.sum()).abs().sum().item())
+    assert np.mean(tv) < 0.05 and np.max(tv) < 0.2
+
+
+@pytest.mark.parametrize("bt_action", ["learned", "random"])
+def test_true_state_traces_are_valid_and_batched(bt_action):
+    torch.manual_seed(0)
+    env = small_grid()
+    pred = true_predecessor_table(env)
+    model = BacktrackingModel(env.observation_space.n, 4)
+    targets = torch.full((64,), env.goal)
+    cells, actions, validity = generate_recall_traces(model, targets, 6, pred, "true", bt_action)
+    assert cells.shape == actions.shape == (6, 64)
+    assert validity == 1.0
+    # each trace chains backwards: step(cells[0], actions[0]) = goal, step(cells[t], actions[t]) = cells[t-1]
+    nexts = torch.cat([targets[None], cells[:-1]])
+    steps = zip(cells.flatten().tolist(), actions.flatten().tolist(), nexts.flatten().tolist(), strict=True)
+    assert all(env.move(s, a) == s_next for s, a, s_next in steps)
+
+
+def test_untrained_state_model_traces_are_mostly_invalid():
+    torch.manual_seed(0)
+    env = gym.make("FourRoom-v0", size=11).unwrapped
+    pred = true_predecessor_table(env)
+    model = BacktrackingModel(env.observation_space.n, 4)
+    _, _, validity = generate_recall_traces(model, torch.full((64,), env.goal), 5, pred, "learned", "learned")
+    assert validity < 0.2  # the diagnostic can tell a bad model apart
+
+
+def test_imitation_loss_is_mean_negative_log_likelihood():
+    torch.manual_seed(0)
+    agent = ActorCritic(49, 4, 16)
+    cells, actions = torch.randint(49, (3, 5)), torch.randint(4, (3, 5))
+    log_probs = torch.log_softmax(agent.actor(torch.eye(49)[cells.flatten()]), -1)
+    expected = -log_probs[torch.arange(15), actions.flatten()].mean()
+    torch.testing.assert_close(imitation_loss(agent, cells, actions), expected)
+
+
+def test_gae_by_hand_with_truncation_in_the_middle():
+    """One env, 4 steps: the episode is truncated after step 1 (bootstrapped) and terminates after step 3."""
+    gamma, lam = 0.9, 0.5
+    rewards = torch.tensor([[0.0], [0.0], [0.0], [1.0]])
+    values = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    next_values = torch.tensor([[2.0], [5.0], [4.0], [9.0]])  # 5.0: V of the truncated episode's final observation
+    terminations = torch.tensor([[0.0], [0.0], [0.0], [1.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    d = [0 + gamma * 2 - 1, 0 + gamma * 5 - 2, 0 + gamma * 4 - 3, 1 - 4]
+    a3 = d[3]
+    a2 = d[2] + gamma * lam * a3
+    a1 = d[1]  # the truncation cuts the trace but bootstraps from V(final obs)
+    a0 = d[0] + gamma * lam * a1
+    expected = torch.tensor([[a0], [a1], [a2], [a3]])
+    torch.testing.assert_close(compute_gae(rewards, values, next_values, terminations, dones, gamma, lam), expected)
+
+
+def test_top_trajectory_buffer_keeps_the_best_and_the_newest_on_ties():
+    buffer = TopTrajectoryBuffer(k_traj=2)
+    for i, ret in enumerate([0.0, 0.5, 0.0, 0.9, 0.5]):
+        buffer.add(ret, np.array([i]), np.array([0]), np.array([i + 1]), np.array([ret]))
+    assert [tr[0] for tr in buffer.trajectories] == [0.9, 0.5]
+    assert buffer.trajectories[1][1][0] == 4  # the newer of the two 0.5 trajectories
+    cells, actions, nexts, rewards = buffer.transitions()
+    assert cells.tolist() == [3, 4] and nexts.tolist() == [4, 5] and buffer.best_return() == 0.9
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--size", "8"], "--size must be an odd integer >= 7"),
+        (["--size", "5"], "--size must be an odd integer >= 7"),
+        (["--trace-len", "0"], "--trace-len must be >= 1"),
+        (["--top-k-frac", "0"], "--top-k-frac must be in (0, 1]"),
+        (["--env-id", "CartPole-v1"], "--env-id must be FourRoom-v0"),
+    ],
+)
+def test_bad_arguments_get_one_line(tmp_path, flags, message):
+    result = run_script(tmp_path, *flags)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_smoke_logs_every_tag(tmp_path):
+    flags = ["--size", "7", "--total-timesteps", "4096", "--num-envs", "4", "--eval-episodes", "5", "--target", "goal"]
+    result = run_script(tmp_path, *flags, "--save-model")
+    assert result.returncode == 0, result.stderr
+    run_dir, events, logged = scalars(tmp_path)
+    for tag in [
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "charts/success_rate",
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "recall/bt_action_nll",
+        "recall/bt_state_nll",
+        "recall/imitation_loss",
+        "recall/trace_len",
+        "recall/target_value",
+        "recall/trace_validity",
+        "eval/episodic_return",
+        "eval/success_rate",
+    ]:
+        assert tag in logged, tag
+    assert all(0.0 <= v <= 1.0 for v in logged["recall/trace_validity"])
+    assert logged["recall/trace_len"][-1] == 10
+    assert "eval/visitation" in events.Tags()["images"]
+    assert (run_dir / "visitation.png").stat().st_size > 0
+    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    assert {"agent", "bt_model", "args"} <= checkpoint.keys()
+
+
+def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
+    flags = ["--size", "7", "--total-timesteps", "4096", "--num-envs", "4", "--eval-episodes", "5", "--no-recall"]
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert run_script(tmp_path / name, *flags).returncode == 0
+        runs.append(scalars(tmp_path / name)[2])
+    assert not any(tag.startswith("recall/") for tag in runs[0])
+    for tag in ("charts/episodic_return", "losses/value_loss", "eval/episodic_return"):
+        assert runs[0][tag] == runs[1][tag]  # same seed, same machine, same numbers
+
+
+def test_recall_traces_learn_the_smallest_grid(tmp_path):
+    """Learned backtracking model, value targets, size 7, fixed seed: the trained policy reaches the goal reliably."""
+    result = run_script(tmp_path, "--size", "7", "--total-timesteps", "16384", "--num-envs", "8", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    logged = scalars(tmp_path)[2]
+    assert logged["eval/success_rate"][-1] >= 0.9
+    assert logged["charts/success_rate"][-1] >= 0.8
+    assert max(logged["recall/trace_validity"][-5:]) >= 0.8  # the learned state model has learned the grid
