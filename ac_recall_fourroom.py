@@ -472,6 +472,8 @@ if __name__ == "__main__":
 
             Image.fromarray(heatmap).save(f"runs/{run_name}/visitation.png")
             print(f"eval: success_rate={np.mean(np.array(eval_returns) > 0):.2f} over {len(eval_returns)} episodes")
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.pt"
