@@ -1,7 +1,8 @@
 """Rerun the four-room benchmark of the README: actor-critic with and without recall traces (paper 6.1, App. F).
 
     python benchmark/fourroom.py                      # the README's table: sizes 11, 15, 19, seeds 1-5
-    python benchmark/fourroom.py --sizes 11 --seeds 1 2 --workers 2
+    python benchmark/fourroom.py --sizes 15 --settings true-learned ratio-2:1 ratio-4:1 ratio-1:2 ratio-1:4 ratio-1:4-len5 \
+        --out-dir benchmark/out/fourroom_ratio      # App. H
 
 Runs ac_recall_fourroom.py once per (size, setting, seed), `workers` at a time with one torch thread each,
 then reads each run's TensorBoard log: the first global_step where charts/success_rate (last 100 episodes)
@@ -28,7 +29,17 @@ SETTINGS = {  # short name: (what the table calls it, flags)
     "true-learned": ("recall, true state + learned action", ["--bt-state", "true", "--bt-action", "learned"]),
     "learned-learned": ("recall, all learned", ["--bt-state", "learned", "--bt-action", "learned"]),
     "true-random": ("recall, true state + random action (App. F)", ["--bt-state", "true", "--bt-action", "random"]),
+    # App. H: the ratio of actor-critic updates to imitation updates, with the true state + learned action model
+    "ratio-2:1": ("recall, 2 AC updates : 1 recall update", ["--bt-state", "true", "--env-updates-per-recall", "2"]),
+    "ratio-4:1": ("recall, 4 AC updates : 1 recall update", ["--bt-state", "true", "--env-updates-per-recall", "4"]),
+    "ratio-1:2": ("recall, 1 AC update : 2 recall updates", ["--bt-state", "true", "--recall-updates", "2"]),
+    "ratio-1:4": ("recall, 1 AC update : 4 recall updates", ["--bt-state", "true", "--recall-updates", "4"]),
+    "ratio-1:4-len5": (
+        "recall, 1 AC update : 4 recall updates, traces of 5",
+        ["--bt-state", "true", "--recall-updates", "4", "--trace-len", "5"],
+    ),
 }
+MAIN_SETTINGS = ["ac", "true-learned", "learned-learned", "true-random"]
 BUDGETS = {11: 200_000, 15: 300_000, 19: 500_000}  # env steps, the same for every setting of a size
 
 
@@ -38,6 +49,8 @@ class Args:
     """grid sizes to run"""
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     """seeds to run for each size and setting"""
+    settings: list[str] = field(default_factory=lambda: list(MAIN_SETTINGS))
+    """settings to run, by short name (see SETTINGS; the ratio-* ones are the App. H study)"""
     workers: int = 2
     """runs at a time (one per CPU core)"""
     threshold: float = 0.9
@@ -75,7 +88,9 @@ if __name__ == "__main__":
     out_dir = Path(args.out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     budgets = {size: args.total_timesteps or BUDGETS[size] for size in args.sizes}
-    jobs = [(size, name, seed) for size in args.sizes for name in SETTINGS for seed in args.seeds]
+    if unknown := set(args.settings) - set(SETTINGS):
+        sys.exit(f"error: unknown settings {sorted(unknown)}; choose from {list(SETTINGS)}")
+    jobs = [(size, name, seed) for size in args.sizes for name in args.settings for seed in args.seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         cwds = list(pool.map(lambda job: run(*job, budgets[job[0]], out_dir), jobs))
     results = {job: read(cwd, args.threshold, budgets[job[0]]) for job, cwd in zip(jobs, cwds, strict=True)}
@@ -85,7 +100,7 @@ if __name__ == "__main__":
         "|-|-|-|-|-|-|-|",
     ]
     for size in args.sizes:
-        for name in SETTINGS:
+        for name in args.settings:
             steps, solved, sps = (np.array(x) for x in zip(*(results[(size, name, s)] for s in args.seeds), strict=True))
             lines.append(
                 f"| {size} | {budgets[size]:,} | {SETTINGS[name][0]} | {solved.sum()}/{len(solved)} "
