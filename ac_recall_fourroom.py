@@ -184,11 +184,15 @@ class BacktrackingModel(nn.Module):
         x = torch.cat([F.one_hot(next_cells, self.n_cells), F.one_hot(actions, self.n_actions)], -1).float()
         return self.bt_state_net(x)
 
-    def nll(self, cells, actions, next_cells):
-        """Eq. 2, negated: -log q(a_t|s_{t+1}) and -log q(s_t|a_t, s_{t+1}), each averaged over the batch."""
-        action_nll = F.cross_entropy(self.action_logits(next_cells), actions)
-        state_nll = F.cross_entropy(self.state_logits(actions, next_cells), cells)
-        return action_nll, state_nll
+    def nll(self, cells, actions, next_cells, action=True, state=True):
+        """Eq. 2, negated: {"bt_action_nll": -log q(a_t|s_{t+1}), "bt_state_nll": -log q(s_t|a_t, s_{t+1})},
+        each averaged over the batch; `action` or `state` False leaves that term out (it is not computed)."""
+        nlls = {}
+        if action:
+            nlls["bt_action_nll"] = F.cross_entropy(self.action_logits(next_cells), actions)
+        if state:
+            nlls["bt_state_nll"] = F.cross_entropy(self.state_logits(actions, next_cells), cells)
+        return nlls
 
 
 def true_predecessor_table(env):
@@ -360,7 +364,8 @@ if __name__ == "__main__":
                     if terminations[i] or truncations[i]:
                         cells, acts, nexts, rews = (np.array(x) for x in zip(*episodes[i], strict=True))
                         ep_return = rews.sum()
-                        buffer.add((args.gamma ** np.arange(len(rews)) * rews).sum(), cells, acts, nexts, rews)
+                        if args.recall:  # only recall reads the buffer
+                            buffer.add((args.gamma ** np.arange(len(rews)) * rews).sum(), cells, acts, nexts, rews)
                         recent_success = (recent_success + [float(terminations[i])])[-100:]
                         recent_return = (recent_return + [ep_return])[-100:]
                         writer.add_scalar("charts/episodic_return", ep_return, global_step)
@@ -391,17 +396,17 @@ if __name__ == "__main__":
                 # the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}), and just r_t at the goal
                 arrival_value = rews.float() + args.gamma * cell_values[nexts] * (nexts != grid.goal)
                 top = torch.argsort(arrival_value, descending=True)[: max(1, int(args.top_k_frac * len(cells)))]
-                # Algorithm 1, line 9: maximum likelihood (Eq. 2); the "true" and "random" parts are not trained
-                for _ in range(args.bt_updates):
+                # Algorithm 1, line 9: maximum likelihood (Eq. 2) of the learned parts; "true" and "random" have none
+                learn_action, learn_state = args.bt_action == "learned", args.bt_state == "learned"
+                nlls = {}
+                for _ in range(args.bt_updates if learn_action or learn_state else 0):
                     batch = top[torch.randint(len(top), (args.bt_batch_size,), device=device)]
-                    action_nll, state_nll = bt_model.nll(cells[batch], acts[batch], nexts[batch])
-                    bt_loss = action_nll * (args.bt_action == "learned") + state_nll * (args.bt_state == "learned")
+                    nlls = bt_model.nll(cells[batch], acts[batch], nexts[batch], action=learn_action, state=learn_state)
                     bt_optimizer.zero_grad()
-                    bt_loss.backward()
+                    sum(nlls.values()).backward()
                     bt_optimizer.step()
-                if args.bt_updates > 0:
-                    writer.add_scalar("recall/bt_action_nll", action_nll.item(), global_step)
-                    writer.add_scalar("recall/bt_state_nll", state_nll.item(), global_step)
+                for name, nll in nlls.items():
+                    writer.add_scalar(f"recall/{name}", nll.item(), global_step)
 
                 # a value target needs a state of positive return in the buffer; the goal is known from the start
                 have_target = args.target == "goal" or buffer.best_return() > 0

@@ -53,9 +53,9 @@ def test_backtracking_model_learns_true_predecessor_distribution():
     for _ in range(1500):
         s = free[torch.randint(len(free), (512,))]
         a = torch.randint(4, (512,))
-        action_nll, state_nll = model.nll(s, a, move[s, a])
+        nlls = model.nll(s, a, move[s, a])
         optimizer.zero_grad()
-        (action_nll + state_nll).backward()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
         optimizer.step()
     # exact targets: the true posterior over s_t given (a_t, s_{t+1}) under uniform (s_t, a_t)
     tv = []
@@ -183,6 +183,17 @@ def test_smoke_logs_every_tag(tmp_path):
     assert (run_dir / "visitation.png").stat().st_size > 0
     checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
     assert {"agent", "bt_model", "args"} <= checkpoint.keys()
+
+
+def test_true_state_random_action_trains_and_logs_no_backtracking_model(tmp_path):
+    """Neither replaced part is trained, so no NLL is logged; the true state model makes every backward step valid."""
+    flags = ["--size", "7", "--total-timesteps", "4096", "--num-envs", "4", "--eval-episodes", "5", "--target", "goal"]
+    result = run_script(tmp_path, *flags, "--bt-state", "true", "--bt-action", "random")
+    assert result.returncode == 0, result.stderr
+    logged = scalars(tmp_path)[2]
+    assert "recall/bt_action_nll" not in logged and "recall/bt_state_nll" not in logged
+    assert logged["recall/trace_validity"] and set(logged["recall/trace_validity"]) == {1.0}
+    assert "recall/imitation_loss" in logged
 
 
 def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
