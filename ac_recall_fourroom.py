@@ -452,7 +452,7 @@ if __name__ == "__main__":
                     f"return={np.mean(recent_return or [0]):.2f} SPS={int(global_step / (time.time() - start_time))}"
                 )
 
-        # the trained policy, sampled as it acts: eval/ scalars and the state-visitation heatmap (Fig. 3)
+        # the trained policy, sampled as it acts: eval/ scalars, the state-visitation heatmap (Fig. 3) and coverage
         eval_env = gym.make(args.env_id, size=args.size, slip=args.slip)
         counts = np.zeros(n_cells)
         eval_returns = []
@@ -469,14 +469,19 @@ if __name__ == "__main__":
                 done = terminated or truncated
             eval_returns.append(ep_return)
         if eval_returns:
+            coverage = (counts[grid.free_cells] > 0).mean()  # the fraction of free cells the policy visits (6.2)
             writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
             writer.add_scalar("eval/success_rate", np.mean(np.array(eval_returns) > 0), global_step)
+            writer.add_scalar("eval/visitation_coverage", coverage, global_step)
             heatmap = visitation_heatmap(counts.reshape(args.size, args.size), grid.walls)
             writer.add_image("eval/visitation", heatmap, global_step, dataformats="HWC")
             from PIL import Image  # installed with gymnasium[mujoco] (imageio) and used by tensorboard images
 
             Image.fromarray(heatmap).save(f"runs/{run_name}/visitation.png")
-            print(f"eval: success_rate={np.mean(np.array(eval_returns) > 0):.2f} over {len(eval_returns)} episodes")
+            print(
+                f"eval: success_rate={np.mean(np.array(eval_returns) > 0):.2f} visitation_coverage={coverage:.2f} "
+                f"over {len(eval_returns)} episodes"
+            )
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for

@@ -1,14 +1,11 @@
 """ac_recall_fourroom.py: its pieces, its command line, its logs, and one learning run."""
 
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import envs  # noqa: F401
 from ac_recall_fourroom import (
@@ -20,20 +17,10 @@ from ac_recall_fourroom import (
     imitation_loss,
     true_predecessor_table,
 )
+from helpers import assert_refused, scalars
+from helpers import run_script as run_any_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "ac_recall_fourroom.py"
-
-
-def run_script(tmp_path, *flags, timeout=600):
-    """Run the script as a user would, in tmp_path; returns the finished process."""
-    return subprocess.run([sys.executable, str(SCRIPT), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
-
-
-def scalars(tmp_path):
-    """{tag: [values]} of the one run directory under tmp_path/runs."""
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    return run_dir, events, {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+run_script = partial(run_any_script, "ac_recall_fourroom.py")
 
 
 def small_grid():
@@ -147,11 +134,7 @@ def test_top_trajectory_buffer_keeps_the_best_and_the_newest_on_ties():
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    result = run_script(tmp_path, *flags)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
-    assert not (tmp_path / "runs").exists()  # refused before anything was written
+    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
 
 
 def test_smoke_logs_every_tag(tmp_path):
@@ -175,6 +158,7 @@ def test_smoke_logs_every_tag(tmp_path):
         "recall/trace_validity",
         "eval/episodic_return",
         "eval/success_rate",
+        "eval/visitation_coverage",
     ]:
         assert tag in logged, tag
     assert all(0.0 <= v <= 1.0 for v in logged["recall/trace_validity"])

@@ -1,0 +1,30 @@
+"""What the script tests share: run a script as a user would, read back its TensorBoard log."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script, cwd, *flags, timeout=600):
+    """Run ROOT/script with flags in cwd; returns the finished process."""
+    command = [sys.executable, str(ROOT / script), *flags]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def scalars(cwd):
+    """The one run directory under cwd/runs, its events, and {tag: [values]} of its scalars."""
+    (run_dir,) = (cwd / "runs").iterdir()
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return run_dir, events, {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def assert_refused(result, message, cwd):
+    """The script stopped with exactly one line, `error: <message>...`, before it wrote anything."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
+    assert not (cwd / "runs").exists()
