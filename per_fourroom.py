@@ -118,14 +118,14 @@ def check_args(args: Args):
     if not 0.0 <= args.slip <= 1.0:
         return f"--slip must be a probability in [0, 1], got {args.slip}"
     for name in ("num_envs", "num_steps", "buffer_size", "batch_size", "ac_steps_per_per_step"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
     for name in ("total_timesteps", "learning_starts", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    if args.batch_size is not None and args.batch_size > args.buffer_size:
+    if args.batch_size > args.buffer_size:
         return f"--batch-size ({args.batch_size}) cannot be larger than --buffer-size ({args.buffer_size})"
-    if args.per_alpha is not None and args.per_alpha < 0:
+    if args.per_alpha < 0:
         return f"--per-alpha must be >= 0, got {args.per_alpha}"
     for name in ("per_beta", "per_beta_end"):
         if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:
@@ -283,13 +283,11 @@ def visitation_heatmap(counts, walls, cell_px=16):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    table3_batch_size, table3_alpha = table3(args.size)  # the defaults, logged and saved as used
+    args.batch_size = table3_batch_size if args.batch_size is None else args.batch_size
+    args.per_alpha = table3_alpha if args.per_alpha is None else args.per_alpha
     if (error := check_args(args)) is not None:
         sys.exit(f"error: {error}")
-    batch_size, per_alpha = args.batch_size or table3(args.size)[0], args.per_alpha
-    per_alpha = table3(args.size)[1] if per_alpha is None else per_alpha
-    if batch_size > args.buffer_size:
-        sys.exit(f"error: the batch size of size {args.size} ({batch_size}) is larger than --buffer-size ({args.buffer_size})")
-    args.batch_size, args.per_alpha = batch_size, per_alpha  # logged and saved as used
     if args.capture_video:
         try:
             import moviepy  # noqa: F401
@@ -324,7 +322,7 @@ if __name__ == "__main__":
     n_cells, n_actions = vec_env.single_observation_space.n, vec_env.single_action_space.n
     agent = ActorCritic(n_cells, n_actions, args.hidden_size).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    replay = PrioritizedReplayBuffer(args.buffer_size, per_alpha, args.per_eps)
+    replay = PrioritizedReplayBuffer(args.buffer_size, args.per_alpha, args.per_eps)
 
     obs_buf = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     next_obs_buf = torch.zeros_like(obs_buf)
@@ -385,11 +383,11 @@ if __name__ == "__main__":
 
             # App. E.3: one prioritized update every ac_steps_per_per_step actor-critic updates
             per_due = iteration % args.ac_steps_per_per_step == 0
-            if args.per and per_due and replay.size >= max(batch_size, args.learning_starts):
+            if args.per and per_due and replay.size >= max(args.batch_size, args.learning_starts):
                 beta = args.per_beta
                 if args.per_beta_end is not None:
                     beta += (args.per_beta_end - args.per_beta) * global_step / max(args.total_timesteps, 1)
-                idx, weights, max_raw_weight = replay.sample(batch_size, beta, rng)
+                idx, weights, max_raw_weight = replay.sample(args.batch_size, beta, rng)
                 cells, actions, nexts = (
                     torch.as_tensor(x[idx], device=device) for x in (replay.cells, replay.actions, replay.next_cells)
                 )
