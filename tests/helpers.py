@@ -28,3 +28,14 @@ def assert_refused(result, message, cwd):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
     assert not (cwd / "runs").exists()
+
+
+def assert_learns_smallest_grid(script, cwd):
+    """The script's defaults on the 7x7 four-room grid, seed 1, 16384 steps: the trained policy reaches the goal
+    reliably. Returns the run's scalars for the script's own checks."""
+    result = run_script(script, cwd, "--size", "7", "--total-timesteps", "16384", "--num-envs", "8", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    logged = scalars(cwd)[2]
+    assert logged["eval/success_rate"][-1] >= 0.9
+    assert logged["charts/success_rate"][-1] >= 0.8
+    return logged

@@ -17,7 +17,7 @@ from ac_recall_fourroom import (
     imitation_loss,
     true_predecessor_table,
 )
-from helpers import assert_refused, scalars
+from helpers import assert_learns_smallest_grid, assert_refused, scalars
 from helpers import run_script as run_any_script
 
 run_script = partial(run_any_script, "ac_recall_fourroom.py")
@@ -193,10 +193,6 @@ def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
 
 
 def test_recall_traces_learn_the_smallest_grid(tmp_path):
-    """Learned backtracking model, value targets, size 7, fixed seed: the trained policy reaches the goal reliably."""
-    result = run_script(tmp_path, "--size", "7", "--total-timesteps", "16384", "--num-envs", "8", "--seed", "1")
-    assert result.returncode == 0, result.stderr
-    logged = scalars(tmp_path)[2]
-    assert logged["eval/success_rate"][-1] >= 0.9
-    assert logged["charts/success_rate"][-1] >= 0.8
+    """Learned backtracking model, value targets."""
+    logged = assert_learns_smallest_grid("ac_recall_fourroom.py", tmp_path)
     assert max(logged["recall/trace_validity"][-5:]) >= 0.8  # the learned state model has learned the grid
