@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +40,18 @@ def assert_learns_smallest_grid(script, cwd):
     assert logged["eval/success_rate"][-1] >= 0.9
     assert logged["charts/success_rate"][-1] >= 0.8
     return logged
+
+
+def assert_fourroom_run_logged(cwd, own_tags):
+    """A finished four-room run wrote the shared tags, its own `own_tags`, the visitation heatmap (TensorBoard
+    image and PNG) and a checkpoint; returns its directory, scalars and checkpoint."""
+    run_dir, events, logged = scalars(cwd)
+    shared = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/success_rate"]
+    shared += ["losses/policy_loss", "losses/value_loss", "losses/entropy"]
+    shared += ["eval/episodic_return", "eval/success_rate", "eval/visitation_coverage"]
+    for tag in shared + own_tags:
+        assert tag in logged, tag
+    assert 0.0 < logged["eval/visitation_coverage"][-1] <= 1.0
+    assert "eval/visitation" in events.Tags()["images"]
+    assert (run_dir / "visitation.png").stat().st_size > 0
+    return run_dir, logged, torch.load(next(run_dir.glob("*.pt")), weights_only=False)
