@@ -1,0 +1,520 @@
+"""Soft actor-critic with and without recall traces on MuJoCo.
+
+Reproduces paper 6.5 (Fig. 7), App. F (a random backtracking model) and App. H (Fig. 19: imitation updates per
+SAC update) of Goyal et al., "Recall Traces: Backtracking Models for Efficient Reinforcement Learning",
+ICLR 2019. The backtracking model is App. C's: q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), two Gaussian MLPs.
+
+    python sac_recall_mujoco.py --env-id Ant-v4 --trace-len 50
+    python sac_recall_mujoco.py --env-id Hopper-v4 --no-recall
+"""
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    # experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, run the networks on CUDA when it is available"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "recall-traces"
+    """the wandb project name"""
+    capture_video: bool = False
+    """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
+    save_model: bool = False
+    """if toggled, save the actor, the critics, the backtracking model and its normaliser to the run directory"""
+    eval_episodes: int = 10
+    """episodes of the deterministic (mean-action) policy run at the end for eval/episodic_return"""
+
+    # environment
+    env_id: str = "Hopper-v4"
+    """any gymnasium env id with a flat Box observation space and a bounded Box action space"""
+    num_envs: int = 1
+    """the number of parallel environments (one gradient step per env step whatever their number)"""
+
+    # base algorithm: soft actor-critic (Haarnoja et al. 2018)
+    total_timesteps: int = 1_000_000
+    """total real environment steps"""
+    buffer_size: int = 1_000_000
+    """the replay buffer's capacity"""
+    gamma: float = 0.99
+    """the discount factor"""
+    tau: float = 0.005
+    """the target networks' smoothing coefficient"""
+    batch_size: int = 256
+    """the SAC minibatch size"""
+    learning_starts: int = 5000
+    """env steps of uniformly random actions before learning starts"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (alpha of Algorithm 1)"""
+    q_lr: float = 3e-4
+    """Adam learning rate of the Q-networks and of the entropy temperature"""
+    alpha: float = 0.2
+    """the entropy temperature, when not tuned"""
+    autotune: bool = True
+    """if toggled, tune the temperature towards an entropy of -dim(A)"""
+
+    # recall traces
+    recall: bool = True
+    """if toggled, improve the policy with recall traces (Algorithm 1); --no-recall is plain SAC"""
+    trace_len: int | None = None
+    """backward steps in each recall trace; by default Table 2's for the env (Ant, Humanoid 50, the others 20)"""
+    num_traces: int = 16
+    """recall traces in each imitation minibatch (N of Algorithm 1)"""
+    bt_model: Literal["learned", "random"] = "learned"
+    """a backtracking model trained by maximum likelihood, or left at its random initialisation (App. F)"""
+    bt_sample_size: int = 20_000
+    """transitions sampled from the replay buffer to rank by value (App. E.2: 20k)"""
+    top_k_frac: float = 0.1
+    """fraction of the ranked sample, the most valuable by the critic, that trains the backtracking model"""
+    bt_refresh: int = 2000
+    """env steps between two rankings of a fresh sample (the high-value set follows the buffer)"""
+    recall_every: int = 5
+    """SAC updates between two recall phases (the paper's unit: 5 SAC steps)"""
+    bt_updates: int = 5
+    """backtracking-model gradient steps in each recall phase (the paper: about 100)"""
+    imitation_updates: int = 5
+    """imitation gradient steps in each recall phase (Fig. 19 compares 5, 10 and 20)"""
+    bt_batch_size: int = 256
+    """minibatch size of the backtracking model"""
+    bt_learning_rate: float = 1e-3
+    """Adam learning rate of the backtracking model"""
+    imitation_coef: float = 0.1
+    """weight of the imitation loss on the recall traces (Eq. 3)"""
+    heldout_frac: float = 0.1
+    """fraction of the high-value set kept out of training to measure the model's held-out NLL"""
+
+
+# App. E.2, Table 2: length of the recall traces of each agent
+TABLE2_TRACE_LEN = {"Ant": 50, "Humanoid": 50, "HalfCheetah": 20, "Walker2d": 20, "Hopper": 20}
+LOG_STD_MIN, LOG_STD_MAX = -5, 2
+
+
+def default_trace_len(env_id):
+    return next((n for name, n in TABLE2_TRACE_LEN.items() if env_id.startswith(name)), 20)
+
+
+def check_args(args: Args):
+    """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
+    for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_episodes"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+    if args.bt_sample_size < 1 or args.bt_refresh < 1:
+        return "--bt-sample-size and --bt-refresh must be >= 1"
+    if not 0.0 < args.top_k_frac <= 1.0:
+        return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
+    if not 0.0 < args.heldout_frac < 1.0:
+        return f"--heldout-frac must be in (0, 1), got {args.heldout_frac}"
+    try:
+        env = gym.make(args.env_id)
+    except Exception as e:  # an unknown id, a missing module or package
+        return f"--env-id {args.env_id!r} cannot be made: {e}"
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"{args.env_id} has observation space {obs_space}; this script needs a flat Box"
+    if not isinstance(act_space, gym.spaces.Box) or not np.all(np.isfinite(act_space.low) & np.isfinite(act_space.high)):
+        return f"{args.env_id} has action space {act_space}; this script needs a bounded Box"
+    return None
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env.action_space.seed(seed + idx)
+        return env
+
+    return thunk
+
+
+class ReplayBuffer:
+    """A ring buffer of real transitions (s, a, r, s', terminated) in numpy arrays."""
+
+    def __init__(self, capacity, obs_dim, act_dim):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminations = np.zeros(capacity, dtype=np.float32)
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        idx = (self.pos + np.arange(len(obs))) % self.capacity
+        self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
+        self.rewards[idx], self.terminations[idx] = rewards, terminations
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+    def sample(self, n, rng, device):
+        idx = rng.integers(self.size, size=n)
+        arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
+        return tuple(torch.as_tensor(x[idx], device=device) for x in arrays)
+
+
+def add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset):
+    """Store one vector step's real transitions; return which envs reset on their next step.
+
+    gymnasium 1.x next-step autoreset: the step after an episode ends ignores its action, resets the env and
+    returns the new episode's first observation. `autoreset` marks those envs: their (final obs -> reset obs)
+    "transition" is not one of the MDP and never reaches the buffer. A truncated step is stored with
+    terminated = 0, so the critic bootstraps from its real last observation; a terminated one with 1.
+    """
+    keep = ~autoreset
+    rb.add(obs[keep], next_obs[keep], actions[keep], rewards[keep], terminations[keep])
+    return terminations | truncations
+
+
+def mlp(n_in, n_out, hidden, activation):
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, n_out)
+    )
+
+
+class SoftQNetwork(nn.Module):
+    def __init__(self, obs_dim, act_dim):
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, 1, 256, nn.ReLU)
+
+    def forward(self, obs, actions):
+        return self.net(torch.cat([obs, actions], -1)).squeeze(-1)
+
+
+def log_one_minus_tanh_sq(u):
+    """log(1 - tanh(u)^2), stable for large |u|."""
+    return 2.0 * (np.log(2.0) - u - F.softplus(-2.0 * u))
+
+
+class Actor(nn.Module):
+    """The squashed Gaussian policy: u ~ N(mu(s), sigma(s)), a = tanh(u) * scale + bias."""
+
+    def __init__(self, obs_dim, act_dim, low, high):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.mean_head, self.log_std_head = nn.Linear(256, act_dim), nn.Linear(256, act_dim)
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, obs):
+        h = self.trunk(obs)
+        log_std = torch.tanh(self.log_std_head(h))  # squashed into [LOG_STD_MIN, LOG_STD_MAX], as CleanRL does
+        return self.mean_head(h), LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+
+    def sample(self, obs):
+        """A reparameterised action, its log-probability, and the deterministic (mean) action."""
+        mean, log_std = self(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        # change of variables: log pi(a|s) = log N(u) - sum log |da/du|, da/du = scale * (1 - tanh(u)^2)
+        log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
+        log_prob = (log_prob - torch.log(self.action_scale) - log_one_minus_tanh_sq(u)).sum(-1)
+        return (
+            torch.tanh(u) * self.action_scale + self.action_bias,
+            log_prob,
+            torch.tanh(mean) * self.action_scale + self.action_bias,
+        )
+
+    def log_prob(self, obs, actions, bound_eps=1e-3):
+        """log pi(a|s) of given actions. An action on or past a bound has no finite u = atanh(y); it is moved
+        a fraction `bound_eps` inside (the tanh correction depends on the action only, not on the policy)."""
+        mean, log_std = self(obs)
+        y = ((actions - self.action_bias) / self.action_scale).clamp(-1 + bound_eps, 1 - bound_eps)
+        u = torch.atanh(y)
+        log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
+        return (log_prob - torch.log(self.action_scale) - log_one_minus_tanh_sq(u)).sum(-1)
+
+
+def gaussian_nll(x, mean, log_std):
+    """-log N(x; mean, exp(log_std)^2), summed over the last dimension."""
+    return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class BacktrackingModel(nn.Module):
+    """B_phi = q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C).
+
+    bt_action_net: 2x128 tanh units, the mean of a Gaussian of variance 1. bt_state_net: 2x128 ReLU units, the
+    mean of a Gaussian with a learned variance per dimension. Both work on normalised s_{t+1}, a_t and
+    delta_s_t; the statistics are buffers of the module, so they are saved with it.
+    """
+
+    def __init__(self, obs_dim, act_dim, hidden=128):
+        super().__init__()
+        self.bt_action_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
+        self.bt_state_net = mlp(obs_dim + act_dim, obs_dim, hidden, nn.ReLU)
+        self.bt_state_log_std = nn.Parameter(torch.zeros(obs_dim))
+        for name, dim in (("obs", obs_dim), ("action", act_dim), ("delta", obs_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def set_normaliser(self, next_obs, actions, deltas):
+        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
+            getattr(self, f"{name}_mean").copy_(x.mean(0))
+            getattr(self, f"{name}_std").copy_(x.std(0).clamp(min=1e-3))
+
+    def nll(self, obs, actions, next_obs):
+        """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
+        "bt_state_nll": -log q(delta_s_t|a_t, s_{t+1})}."""
+        s_next = (next_obs - self.obs_mean) / self.obs_std
+        a = (actions - self.action_mean) / self.action_std
+        delta = (obs - next_obs - self.delta_mean) / self.delta_std
+        action_nll = gaussian_nll(a, self.bt_action_net(s_next), torch.zeros_like(a))
+        state_nll = gaussian_nll(delta, self.bt_state_net(torch.cat([s_next, a], -1)), self.bt_state_log_std)
+        return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
+
+
+def generate_recall_traces(bt_model, targets, trace_len):
+    """Sample recall traces backwards from the target states, all at once (paper 2.1, Algorithm 1 line 11).
+
+    From s_{t+1}: a_t ~ q(a_t|s_{t+1}), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}), s_t = s_{t+1} + delta_s_t, each
+    sampled in normalised units and un-normalised before use (App. C). Returns states (trace_len, N, obs_dim)
+    and actions (trace_len, N, act_dim) in the env's units; step t holds the pair t steps before the target.
+    """
+    states, actions = [], []
+    next_obs = targets
+    for _ in range(trace_len):
+        s_next = (next_obs - bt_model.obs_mean) / bt_model.obs_std
+        a = bt_model.bt_action_net(s_next)
+        a = a + torch.randn_like(a)  # variance fixed to 1
+        delta_mean = bt_model.bt_state_net(torch.cat([s_next, a], -1))
+        delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
+        obs = next_obs + delta * bt_model.delta_std + bt_model.delta_mean
+        states.append(obs)
+        actions.append(a * bt_model.action_std + bt_model.action_mean)
+        next_obs = obs
+    return torch.stack(states), torch.stack(actions)
+
+
+def imitation_loss(actor, states, actions):
+    """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
+    return -actor.log_prob(states.flatten(0, -2), actions.flatten(0, -2)).mean()
+
+
+def soft_q_target(rewards, terminations, next_q, next_log_prob, alpha, gamma):
+    """r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha log pi(a'|s')): truncation bootstraps."""
+    return rewards + gamma * (1.0 - terminations) * (next_q - alpha * next_log_prob)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    args.trace_len = default_trace_len(args.env_id) if args.trace_len is None else args.trace_len
+    if (error := check_args(args)) is not None:
+        sys.exit(f"error: {error}")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            sys.exit("error: --track needs wandb: pip install -r requirements-extra.txt")
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    )
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)  # the replay buffer's sampling
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # gymnasium 1.x default: next-step autoreset (see add_real_transitions)
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, args.seed, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+    )
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor = Actor(obs_dim, act_dim, low, high).to(device)
+    qf1, qf2 = SoftQNetwork(obs_dim, act_dim).to(device), SoftQNetwork(obs_dim, act_dim).to(device)
+    qf1_target, qf2_target = SoftQNetwork(obs_dim, act_dim).to(device), SoftQNetwork(obs_dim, act_dim).to(device)
+    qf1_target.load_state_dict(qf1.state_dict())
+    qf2_target.load_state_dict(qf2.state_dict())
+    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    if args.autotune:
+        target_entropy = -float(act_dim)
+        log_alpha = torch.zeros(1, requires_grad=True, device=device)
+        alpha = log_alpha.exp().item()
+        alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
+    else:
+        alpha = args.alpha
+    bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim)
+
+    def value(obs):
+        """V(s) ~ min_i Q_i(s, mean action): ranks states for the backtracking model (App. E.2)."""
+        mean_action = actor.sample(obs)[2]
+        return torch.min(qf1(obs, mean_action), qf2(obs, mean_action))
+
+    global_step, sac_updates, start_time = 0, 0, time.time()
+    next_refresh, recalled = 0, False  # when to rank a fresh sample; whether a recall phase has run
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    obs, _ = envs.reset(seed=args.seed)
+    try:
+        while global_step < args.total_timesteps:
+            # Algorithm 1, line 4: execute the policy (uniformly random actions before learning starts)
+            global_step += args.num_envs
+            if global_step <= args.learning_starts:
+                actions = np.array([envs.single_action_space.sample() for _ in range(args.num_envs)])
+            else:
+                with torch.no_grad():
+                    actions = actor.sample(torch.as_tensor(obs, dtype=torch.float32, device=device))[0].cpu().numpy()
+            next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                    writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+            # Algorithm 1, line 5 (the buffer B is the replay buffer)
+            autoreset = add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset)
+            obs = next_obs
+            if global_step <= args.learning_starts:
+                continue
+
+            if args.recall and global_step >= next_refresh:
+                # Algorithm 1, line 8: rank a large sample of the buffer by the critic's V(s_{t+1}); keep the top
+                s_obs, s_actions, _, s_next, _ = rb.sample(min(args.bt_sample_size, rb.size), rng, device)
+                with torch.no_grad():
+                    top = torch.argsort(value(s_next), descending=True)[: max(2, int(args.top_k_frac * len(s_next)))]
+                    target_value = value(s_next[top[: args.num_traces]]).mean()
+                bt_model.set_normaliser(s_next, s_actions, s_obs - s_next)
+                shuffled = top[torch.randperm(len(top), device=device)]
+                n_heldout = max(1, int(args.heldout_frac * len(top)))
+                train, heldout, targets = shuffled[n_heldout:], shuffled[:n_heldout], top[: args.num_traces]
+                next_refresh = global_step + args.bt_refresh
+
+            for _ in range(args.num_envs):  # one gradient step per env step
+                # Algorithm 1, lines 6-7: the SAC update
+                b_obs, b_actions, b_rewards, b_next_obs, b_terms = rb.sample(args.batch_size, rng, device)
+                with torch.no_grad():
+                    next_actions, next_log_prob, _ = actor.sample(b_next_obs)
+                    next_q = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
+                    target = soft_q_target(b_rewards, b_terms, next_q, next_log_prob, alpha, args.gamma)
+                qf1_loss = F.mse_loss(qf1(b_obs, b_actions), target)
+                qf2_loss = F.mse_loss(qf2(b_obs, b_actions), target)
+                q_optimizer.zero_grad()
+                (qf1_loss + qf2_loss).backward()
+                q_optimizer.step()
+
+                pi, log_pi, _ = actor.sample(b_obs)
+                actor_loss = (alpha * log_pi - torch.min(qf1(b_obs, pi), qf2(b_obs, pi))).mean()
+                actor_optimizer.zero_grad()
+                actor_loss.backward()
+                actor_optimizer.step()
+                if args.autotune:
+                    alpha_loss = -(log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+                    alpha_optimizer.zero_grad()
+                    alpha_loss.backward()
+                    alpha_optimizer.step()
+                    alpha = log_alpha.exp().item()
+                with torch.no_grad():
+                    for net, target_net in ((qf1, qf1_target), (qf2, qf2_target)):
+                        for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
+                            tp.mul_(1 - args.tau).add_(args.tau * p)
+                sac_updates += 1
+
+                if not args.recall or sac_updates % args.recall_every:
+                    continue
+                # Algorithm 1, line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
+                for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
+                    batch = train[torch.randint(len(train), (args.bt_batch_size,), device=device)]
+                    nlls = bt_model.nll(s_obs[batch], s_actions[batch], s_next[batch])
+                    bt_optimizer.zero_grad()
+                    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+                    bt_optimizer.step()
+                # Algorithm 1, lines 10-11: traces backwards from the highest-value states, one batch for the phase
+                with torch.no_grad():
+                    starts = s_next[targets].repeat(args.imitation_updates, 1)
+                    trace_states, trace_actions = generate_recall_traces(bt_model, starts, args.trace_len)
+                # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3)
+                for chunk in range(args.imitation_updates):
+                    part = slice(chunk * len(targets), (chunk + 1) * len(targets))
+                    imit_loss = imitation_loss(actor, trace_states[:, part], trace_actions[:, part])
+                    actor_optimizer.zero_grad()
+                    (args.imitation_coef * imit_loss).backward()
+                    actor_optimizer.step()
+                recalled = True
+
+            if global_step % 1000 < args.num_envs:
+                sps = int(global_step / (time.time() - start_time))
+                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
+                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha, global_step)
+                writer.add_scalar("losses/entropy", -log_pi.mean().item(), global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                if recalled:
+                    with torch.no_grad():  # on real high-value transitions the model was not trained on
+                        heldout_nlls = bt_model.nll(s_obs[heldout], s_actions[heldout], s_next[heldout])
+                        train_nlls = bt_model.nll(s_obs[train], s_actions[train], s_next[train])
+                    for name in ("bt_action_nll", "bt_state_nll"):
+                        writer.add_scalar(f"recall/{name}", train_nlls[name].item(), global_step)
+                        writer.add_scalar(f"recall/heldout_{name}", heldout_nlls[name].item(), global_step)
+                    if args.imitation_updates > 0:
+                        writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
+                    writer.add_scalar("recall/trace_len", args.trace_len, global_step)
+                    writer.add_scalar("recall/target_value", target_value.item(), global_step)
+                if global_step % 10_000 < args.num_envs:
+                    print(f"global_step={global_step} SPS={sps}")
+
+        # the deterministic policy (mean action) at the end
+        eval_env = gym.make(args.env_id)
+        eval_returns = []
+        for episode in range(args.eval_episodes):
+            eval_obs, _ = eval_env.reset(seed=args.seed + 10_000 + episode)
+            done, ep_return = False, 0.0
+            while not done:
+                with torch.no_grad():
+                    obs_t = torch.as_tensor(eval_obs, dtype=torch.float32, device=device)[None]
+                    eval_obs, reward, terminated, truncated, _ = eval_env.step(actor.sample(obs_t)[2][0].cpu().numpy())
+                ep_return += reward
+                done = terminated or truncated
+            eval_returns.append(ep_return)
+        if eval_returns:
+            writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
+            print(f"eval: episodic_return={np.mean(eval_returns):.1f} over {len(eval_returns)} episodes")
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
+    finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.pt"
+            nets = {"actor": actor, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target}
+            checkpoint = {name: net.state_dict() for name, net in nets.items()}
+            torch.save({**checkpoint, "bt_model": bt_model.state_dict(), "args": vars(args)}, model_path)
+            print(f"model saved to {model_path}")
+        envs.close()
+        writer.close()
