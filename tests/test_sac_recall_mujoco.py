@@ -1,0 +1,196 @@
+"""sac_recall_mujoco.py: the squashed Gaussian, the backtracking model, the traces, autoreset, the command line."""
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from helpers import assert_refused, scalars
+from helpers import run_script as run_any_script
+from sac_recall_mujoco import (
+    Actor,
+    BacktrackingModel,
+    ReplayBuffer,
+    add_real_transitions,
+    default_trace_len,
+    generate_recall_traces,
+    soft_q_target,
+)
+
+run_script = partial(run_any_script, "sac_recall_mujoco.py")
+
+
+def test_squashed_gaussian_log_prob_matches_a_direct_computation():
+    torch.manual_seed(0)
+    low, high = np.array([-2.0, -1.0]), np.array([2.0, 3.0])
+    actor = Actor(3, 2, low, high)
+    obs = torch.randn(64, 3)
+    mean, log_std = actor(obs)
+    squashed = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()),
+        [torch.distributions.TanhTransform(), torch.distributions.AffineTransform(actor.action_bias, actor.action_scale)],
+    )
+    with torch.no_grad():
+        actions = squashed.sample()
+        actions = actions.clamp(torch.as_tensor(low) * 0.99 + 0.01, torch.as_tensor(high) * 0.99 - 0.01).float()
+        torch.testing.assert_close(actor.log_prob(obs, actions), squashed.log_prob(actions).sum(-1), rtol=1e-4, atol=1e-4)
+        # sample() reports the log-probability of its own action
+        sampled, log_prob, deterministic = actor.sample(obs)
+        torch.testing.assert_close(actor.log_prob(obs, sampled.clamp(-1.99, 2.99)), log_prob, rtol=1e-3, atol=2e-3)
+        torch.testing.assert_close(deterministic, torch.tanh(mean) * actor.action_scale + actor.action_bias)
+        # actions on and past the bounds have a finite log-likelihood
+        edge = torch.as_tensor(np.stack([low, high, high + 5.0]), dtype=torch.float32)
+        assert torch.isfinite(actor.log_prob(obs[:3], edge)).all()
+
+
+def test_backtracking_model_fits_a_linear_reverse_dynamics():
+    """s_{t+1} and a_t Gaussian; a_t = C s_{t+1} + noise; delta_s_t = A s_{t+1} + B a_t + noise of known std."""
+    torch.manual_seed(0)
+    A = torch.tensor([[0.5, -0.2, 0.0], [0.1, 0.3, 0.2], [0.0, 0.4, -0.6]])
+    B = torch.tensor([[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]])
+    C = torch.tensor([[0.3, 0.0, -0.5], [0.0, 1.0, 0.2]])
+    noise_std = torch.tensor([0.1, 0.2, 0.3])
+
+    def sample(n):
+        next_obs = torch.randn(n, 3) * torch.tensor([1.0, 2.0, 0.5]) + torch.tensor([3.0, -1.0, 0.0])
+        actions = next_obs @ C.T + 0.3 * torch.randn(n, 2)
+        obs = next_obs + next_obs @ A.T + actions @ B.T + noise_std * torch.randn(n, 3)
+        return obs, actions, next_obs
+
+    model = BacktrackingModel(3, 2)
+    obs, actions, next_obs = sample(20_000)
+    model.set_normaliser(next_obs, actions, obs - next_obs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(1500):
+        idx = torch.randint(len(obs), (256,))
+        nlls = model.nll(obs[idx], actions[idx], next_obs[idx])
+        optimizer.zero_grad()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+        optimizer.step()
+    obs, actions, next_obs = sample(2000)
+    with torch.no_grad():
+        s_next = (next_obs - model.obs_mean) / model.obs_std
+        a = (actions - model.action_mean) / model.action_std
+        action_mean = model.bt_action_net(s_next) * model.action_std + model.action_mean
+        delta_mean = model.bt_state_net(torch.cat([s_next, a], -1)) * model.delta_std + model.delta_mean
+        learned_std = model.bt_state_log_std.exp() * model.delta_std
+    assert (action_mean - next_obs @ C.T).abs().mean() < 0.05
+    assert (delta_mean - (next_obs @ A.T + actions @ B.T)).abs().mean(0).lt(0.5 * noise_std).all()
+    torch.testing.assert_close(learned_std, noise_std, rtol=0.25, atol=0.0)
+
+
+def test_traces_are_batched_and_unnormalised():
+    """Zeroed output layers and a tiny state variance: every step back adds delta_mean, actions are N(mean, std)."""
+    torch.manual_seed(0)
+    model = BacktrackingModel(3, 2)
+    with torch.no_grad():
+        for net in (model.bt_action_net, model.bt_state_net):
+            net[-1].weight.zero_()
+            net[-1].bias.zero_()
+        model.bt_state_log_std.fill_(-20.0)
+        model.delta_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        model.delta_std.copy_(torch.tensor([3.0, 3.0, 3.0]))
+        model.action_mean.copy_(torch.tensor([1.0, -2.0]))
+        model.action_std.copy_(torch.tensor([0.5, 4.0]))
+        targets = torch.randn(4000, 3)
+        states, actions = generate_recall_traces(model, targets, 7)
+    assert states.shape == (7, 4000, 3) and actions.shape == (7, 4000, 2)
+    for t in range(7):
+        torch.testing.assert_close(states[t], targets + (t + 1) * model.delta_mean, rtol=0, atol=1e-4)
+    torch.testing.assert_close(actions.flatten(0, 1).mean(0), model.action_mean, rtol=0, atol=0.05)
+    torch.testing.assert_close(actions.flatten(0, 1).std(0), model.action_std, rtol=0.02, atol=0)
+
+
+class CounterEnv(gym.Env):
+    """Observation: the number of steps taken; reward 1 a step; terminates after `terminate_at` steps."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, terminate_at):
+        self.terminate_at = terminate_at
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t == self.terminate_at, False, {}
+
+
+def test_next_step_autoreset_transitions_never_reach_the_buffer():
+    """Env 0 terminates every 3 steps, env 1 is truncated every 2; the reset steps in between are not stored."""
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: CounterEnv(3), lambda: gym.wrappers.TimeLimit(CounterEnv(100), 2)],
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+    )
+    rb = ReplayBuffer(100, 1, 1)
+    obs, _ = envs.reset(seed=0)
+    autoreset = np.zeros(2, dtype=bool)
+    for _ in range(12):
+        actions = np.zeros((2, 1), np.float32)
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        autoreset = add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset)
+        obs = next_obs
+    stored = slice(0, rb.size)
+    # every stored transition is a real step of its env: the counter went up by one (a reset would go back to 0)
+    np.testing.assert_array_equal(rb.next_obs[stored], rb.obs[stored] + 1)
+    assert rb.size == 12 * 2 - 3 - 4  # env 0 reset 3 times in 12 steps, env 1 4 times
+    # terminated steps (2 -> 3 of env 0) cut the bootstrap; truncated ones (1 -> 2 of env 1) are stored as not terminated
+    terminal = rb.terminations[stored] == 1
+    np.testing.assert_array_equal(rb.next_obs[stored][terminal, 0], 3.0)
+    assert terminal.sum() == 3 and (rb.next_obs[stored][:, 0] == 2).sum() == 3 + 4
+
+
+def test_truncation_bootstraps_and_termination_does_not():
+    rewards, next_q, next_log_prob = torch.tensor([1.0, 1.0]), torch.tensor([10.0, 10.0]), torch.tensor([-2.0, -2.0])
+    target = soft_q_target(rewards, torch.tensor([0.0, 1.0]), next_q, next_log_prob, alpha=0.5, gamma=0.9)
+    torch.testing.assert_close(target, torch.tensor([1.0 + 0.9 * (10.0 + 0.5 * 2.0), 1.0]))
+
+
+def test_trace_len_defaults_follow_table_2():
+    assert default_trace_len("Ant-v4") == default_trace_len("Humanoid-v5") == 50
+    assert default_trace_len("Hopper-v4") == default_trace_len("Walker2d-v5") == default_trace_len("HalfCheetah-v4") == 20
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "CartPole-v1"], "CartPole-v1 has action space Discrete(2); this script needs a bounded Box"),
+        (["--env-id", "FrozenLake-v1"], "FrozenLake-v1 has observation space Discrete(16); this script needs a flat Box"),
+        (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
+        (["--trace-len", "0"], "--trace-len must be >= 1"),
+        (["--top-k-frac", "1.5"], "--top-k-frac must be in (0, 1]"),
+    ],
+)
+def test_bad_arguments_get_one_line(tmp_path, flags, message):
+    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+
+
+SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "1200", "--learning-starts", "500", "--batch-size", "64"]
+SMOKE += ["--bt-sample-size", "400", "--bt-refresh", "300", "--eval-episodes", "1"]
+SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
+SHARED_TAGS += ["losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "losses/entropy"]
+RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/heldout_bt_action_nll", "recall/heldout_bt_state_nll"]
+RECALL_TAGS += ["recall/imitation_loss", "recall/trace_len", "recall/target_value"]
+
+
+@pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
+def test_smoke_logs_every_tag(tmp_path, recall):
+    result = run_script(tmp_path, *SMOKE, recall, "--save-model")
+    assert result.returncode == 0, result.stderr
+    run_dir, _, logged = scalars(tmp_path)
+    for tag in SHARED_TAGS + (RECALL_TAGS if recall == "--recall" else []):
+        assert tag in logged, tag
+    if recall == "--recall":
+        assert logged["recall/trace_len"][-1] == 20  # Table 2's for Hopper
+        assert all(np.isfinite(logged[tag]).all() for tag in RECALL_TAGS)
+    else:
+        assert not any(tag.startswith("recall/") for tag in logged)
+    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    assert {"actor", "qf1", "qf2", "bt_model", "args"} <= checkpoint.keys()
+    assert "delta_std" in checkpoint["bt_model"]  # the normaliser's statistics travel with the model
