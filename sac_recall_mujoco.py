@@ -85,9 +85,9 @@ class Args:
     """a backtracking model trained by maximum likelihood, or left at its random initialisation (App. F)"""
     bt_sample_size: int = 20_000
     """transitions sampled from the replay buffer to rank by value (App. E.2: 20k)"""
-    top_k_frac: float = 0.1
+    top_k_frac: float = 0.25
     """fraction of the ranked sample, the most valuable by the critic, that trains the backtracking model"""
-    bt_refresh: int = 2000
+    bt_refresh: int = 1000
     """env steps between two rankings of a fresh sample (the high-value set follows the buffer)"""
     recall_every: int = 5
     """SAC updates between two recall phases (the paper's unit: 5 SAC steps)"""
