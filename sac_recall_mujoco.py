@@ -324,6 +324,8 @@ def soft_q_target(rewards, terminations, next_q, next_log_prob, alpha, gamma):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     args.trace_len = default_trace_len(args.env_id) if args.trace_len is None else args.trace_len
+    if args.capture_video:  # MuJoCo renders off-screen with EGL unless told otherwise (MUJOCO_GL=glfw, osmesa)
+        os.environ.setdefault("MUJOCO_GL", "egl")
     if (error := check_args(args)) is not None:
         sys.exit(f"error: {error}")
     if args.capture_video:
