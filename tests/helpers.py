@@ -1,5 +1,6 @@
 """What the script tests share: run a script as a user would, read back its TensorBoard log."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_script(script, cwd, *flags, timeout=600):
-    """Run ROOT/script with flags in cwd; returns the finished process."""
+    """Run ROOT/script with flags in cwd, on one torch thread (the nets are small, and a busy machine stays fast);
+    returns the finished process."""
     command = [sys.executable, str(ROOT / script), *flags]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def scalars(cwd):
