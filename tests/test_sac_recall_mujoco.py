@@ -194,3 +194,13 @@ def test_smoke_logs_every_tag(tmp_path, recall):
     checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
     assert {"actor", "qf1", "qf2", "bt_model", "args"} <= checkpoint.keys()
     assert "delta_std" in checkpoint["bt_model"]  # the normaliser's statistics travel with the model
+
+
+def test_same_seed_same_numbers(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert run_script(tmp_path / name, *SMOKE, "--recall").returncode == 0
+        runs.append(scalars(tmp_path / name)[2])
+    for tag in ("charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"):
+        assert runs[0][tag] == runs[1][tag]
