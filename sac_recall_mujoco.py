@@ -8,6 +8,7 @@ ICLR 2019. The backtracking model is App. C's: q(a_t|s_{t+1}) q(delta_s_t|a_t, s
     python sac_recall_mujoco.py --env-id Hopper-v4 --no-recall
 """
 
+import itertools
 import os
 import random
 import sys
@@ -101,8 +102,8 @@ class Args:
     """Adam learning rate of the backtracking model"""
     imitation_coef: float = 0.1
     """weight of the imitation loss on the recall traces (Eq. 3)"""
-    heldout_frac: float = 0.1
-    """fraction of the high-value set kept out of training to measure the model's held-out NLL"""
+    heldout_every: int = 10
+    """every n-th replay-buffer slot is never trained on by the backtracking model: its held-out NLL is measured there"""
 
 
 # App. E.2, Table 2: length of the recall traces of each agent
@@ -126,8 +127,8 @@ def check_args(args: Args):
         return "--bt-sample-size and --bt-refresh must be >= 1"
     if not 0.0 < args.top_k_frac <= 1.0:
         return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
-    if not 0.0 < args.heldout_frac < 1.0:
-        return f"--heldout-frac must be in (0, 1), got {args.heldout_frac}"
+    if args.heldout_every < 2:
+        return f"--heldout-every must be >= 2, got {args.heldout_every}"
     try:
         env = gym.make(args.env_id)
     except Exception as e:  # an unknown id, a missing module or package
@@ -174,7 +175,9 @@ class ReplayBuffer:
         self.size = min(self.size + len(obs), self.capacity)
 
     def sample(self, n, rng, device):
-        idx = rng.integers(self.size, size=n)
+        return self.get(rng.integers(self.size, size=n), device)
+
+    def get(self, idx, device):
         arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
         return tuple(torch.as_tensor(x[idx], device=device) for x in arrays)
 
@@ -190,6 +193,16 @@ def add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, trun
     keep = ~autoreset
     rb.add(obs[keep], next_obs[keep], actions[keep], rewards[keep], terminations[keep])
     return terminations | truncations
+
+
+def high_value_split(slots, values, top_k_frac, heldout_every):
+    """Indices of the top `top_k_frac` by value among the sampled buffer slots the backtracking model trains on,
+    and among the held-out ones (every `heldout_every`-th slot, never trained on; the last of each group, so the
+    first slot of the buffer trains)."""
+    is_heldout = torch.as_tensor(slots % heldout_every == heldout_every - 1, device=values.device)
+    ranked = torch.argsort(values, descending=True)
+    train, heldout = ranked[~is_heldout[ranked]], ranked[is_heldout[ranked]]
+    return train[: max(1, int(top_k_frac * len(train)))], heldout[: int(top_k_frac * len(heldout))]
 
 
 def mlp(n_in, n_out, hidden, activation):
@@ -227,6 +240,9 @@ class Actor(nn.Module):
         log_std = torch.tanh(self.log_std_head(h))  # squashed into [LOG_STD_MIN, LOG_STD_MAX], as CleanRL does
         return self.mean_head(h), LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
 
+    def squash(self, u):
+        return torch.tanh(u) * self.action_scale + self.action_bias
+
     def sample(self, obs):
         """A reparameterised action, its log-probability, and the deterministic (mean) action."""
         mean, log_std = self(obs)
@@ -234,11 +250,7 @@ class Actor(nn.Module):
         # change of variables: log pi(a|s) = log N(u) - sum log |da/du|, da/du = scale * (1 - tanh(u)^2)
         log_prob = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
         log_prob = (log_prob - torch.log(self.action_scale) - log_one_minus_tanh_sq(u)).sum(-1)
-        return (
-            torch.tanh(u) * self.action_scale + self.action_bias,
-            log_prob,
-            torch.tanh(mean) * self.action_scale + self.action_bias,
-        )
+        return self.squash(u), log_prob, self.squash(mean)
 
     def log_prob(self, obs, actions, bound_eps=1e-3):
         """log pi(a|s) of given actions. An action on or past a bound has no finite u = atanh(y); it is moved
@@ -276,7 +288,7 @@ class BacktrackingModel(nn.Module):
         """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
         for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
             getattr(self, f"{name}_mean").copy_(x.mean(0))
-            getattr(self, f"{name}_std").copy_(x.std(0).clamp(min=1e-3))
+            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
 
     def nll(self, obs, actions, next_obs):
         """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
@@ -380,7 +392,7 @@ if __name__ == "__main__":
 
     def value(obs):
         """V(s) ~ min_i Q_i(s, mean action): ranks states for the backtracking model (App. E.2)."""
-        mean_action = actor.sample(obs)[2]
+        mean_action = actor.squash(actor(obs)[0])
         return torch.min(qf1(obs, mean_action), qf2(obs, mean_action))
 
     global_step, sac_updates, start_time = 0, 0, time.time()
@@ -408,15 +420,16 @@ if __name__ == "__main__":
                 continue
 
             if args.recall and global_step >= next_refresh:
-                # Algorithm 1, line 8: rank a large sample of the buffer by the critic's V(s_{t+1}); keep the top
-                s_obs, s_actions, _, s_next, _ = rb.sample(min(args.bt_sample_size, rb.size), rng, device)
+                # Algorithm 1, line 8: rank a large sample of the buffer (drawn without replacement) by the critic's
+                # V(s_{t+1}) and keep the top. Held-out slots are ranked like the rest but never trained on.
+                slots = rng.choice(rb.size, size=min(args.bt_sample_size, rb.size), replace=False)
+                s_obs, s_actions, _, s_next, _ = rb.get(slots, device)
                 with torch.no_grad():
-                    top = torch.argsort(value(s_next), descending=True)[: max(2, int(args.top_k_frac * len(s_next)))]
-                    target_value = value(s_next[top[: args.num_traces]]).mean()
-                bt_model.set_normaliser(s_next, s_actions, s_obs - s_next)
-                shuffled = top[torch.randperm(len(top), device=device)]
-                n_heldout = max(1, int(args.heldout_frac * len(top)))
-                train, heldout, targets = shuffled[n_heldout:], shuffled[:n_heldout], top[: args.num_traces]
+                    values = value(s_next)
+                train, heldout = high_value_split(slots, values, args.top_k_frac, args.heldout_every)
+                targets = torch.argsort(values, descending=True)[: args.num_traces]
+                target_value = values[targets].mean()
+                bt_model.set_normaliser(s_next[train], s_actions[train], s_obs[train] - s_next[train])
                 next_refresh = global_step + args.bt_refresh
 
             for _ in range(args.num_envs):  # one gradient step per env step
@@ -480,12 +493,12 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/entropy", -log_pi.mean().item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
                 if recalled:
-                    with torch.no_grad():  # on real high-value transitions the model was not trained on
-                        heldout_nlls = bt_model.nll(s_obs[heldout], s_actions[heldout], s_next[heldout])
-                        train_nlls = bt_model.nll(s_obs[train], s_actions[train], s_next[train])
-                    for name in ("bt_action_nll", "bt_state_nll"):
-                        writer.add_scalar(f"recall/{name}", train_nlls[name].item(), global_step)
-                        writer.add_scalar(f"recall/heldout_{name}", heldout_nlls[name].item(), global_step)
+                    with torch.no_grad():  # held out: real high-value transitions the model was never trained on
+                        nlls = {"": bt_model.nll(s_obs[train], s_actions[train], s_next[train])}
+                        if len(heldout):
+                            nlls["heldout_"] = bt_model.nll(s_obs[heldout], s_actions[heldout], s_next[heldout])
+                    for prefix, name in itertools.product(nlls, ("bt_action_nll", "bt_state_nll")):
+                        writer.add_scalar(f"recall/{prefix}{name}", nlls[prefix][name].item(), global_step)
                     if args.imitation_updates > 0:
                         writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)

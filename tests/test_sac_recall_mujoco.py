@@ -16,6 +16,7 @@ from sac_recall_mujoco import (
     add_real_transitions,
     default_trace_len,
     generate_recall_traces,
+    high_value_split,
     soft_q_target,
 )
 
@@ -152,6 +153,16 @@ def test_truncation_bootstraps_and_termination_does_not():
     torch.testing.assert_close(target, torch.tensor([1.0 + 0.9 * (10.0 + 0.5 * 2.0), 1.0]))
 
 
+def test_heldout_slots_are_never_in_the_training_set():
+    slots = np.random.default_rng(0).permutation(1000)[:400]  # a sample of distinct buffer slots
+    values = torch.as_tensor(np.random.default_rng(1).normal(size=400))
+    train, heldout = high_value_split(slots, values, top_k_frac=0.25, heldout_every=10)
+    assert np.all(slots[train.numpy()] % 10 != 9) and np.all(slots[heldout.numpy()] % 10 == 9)
+    for part, in_part in ((train, slots % 10 != 9), (heldout, slots % 10 == 9)):  # the top quarter of each part
+        assert len(part) == int(0.25 * in_part.sum())
+        assert values[part].min() >= np.quantile(values.numpy()[in_part], 0.74)
+
+
 def test_trace_len_defaults_follow_table_2():
     assert default_trace_len("Ant-v4") == default_trace_len("Humanoid-v5") == 50
     assert default_trace_len("Hopper-v4") == default_trace_len("Walker2d-v5") == default_trace_len("HalfCheetah-v4") == 20
@@ -165,6 +176,7 @@ def test_trace_len_defaults_follow_table_2():
         (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
         (["--trace-len", "0"], "--trace-len must be >= 1"),
         (["--top-k-frac", "1.5"], "--top-k-frac must be in (0, 1]"),
+        (["--heldout-every", "1"], "--heldout-every must be >= 2"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
