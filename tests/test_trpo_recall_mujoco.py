@@ -1,0 +1,169 @@
+"""trpo_recall_mujoco.py: conjugate gradient, the Fisher-vector product, the line search, GAE, the command line."""
+
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector
+
+from helpers import assert_refused, scalars
+from helpers import run_script as run_any_script
+from trpo_recall_mujoco import (
+    GaussianPolicy,
+    RunningNormaliser,
+    compute_gae,
+    conjugate_gradient,
+    default_trace_len,
+    fisher_vector_product,
+    line_search,
+    mean_kl,
+)
+
+run_script = partial(run_any_script, "trpo_recall_mujoco.py")
+
+
+def test_conjugate_gradient_matches_a_direct_solve():
+    torch.manual_seed(0)
+    M = torch.randn(8, 8, dtype=torch.float64)
+    A, b = M @ M.T + 0.5 * torch.eye(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(lambda v: A @ v, b, iters=8), torch.linalg.solve(A, b))
+
+
+def test_fisher_vector_product_is_the_hessian_of_the_kl():
+    """On a tiny policy (31 parameters): F v = (d^2/dtheta^2 mean KL(pi_theta0 || pi_theta)) v at theta = theta0."""
+    torch.manual_seed(0)
+    policy = GaussianPolicy(2, 2, hidden=3).double()
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([-0.5, 0.3]))
+    obs = torch.randn(32, 2, dtype=torch.float64)
+    names = [name for name, _ in policy.named_parameters()]
+    shapes = [p.shape for p in policy.parameters()]
+    theta0 = parameters_to_vector(policy.parameters()).detach()
+    with torch.no_grad():
+        old_dist = policy(obs)
+
+    def kl(theta):
+        params = dict(zip(names, torch.split(theta, [s.numel() for s in shapes]), strict=True))
+        params = {name: p.view(shape) for (name, p), shape in zip(params.items(), shapes, strict=True)}
+        return mean_kl(old_dist, functional_call(policy, params, (obs,)))
+
+    hessian = torch.autograd.functional.hessian(kl, theta0)
+    v = torch.randn_like(theta0)
+    torch.testing.assert_close(fisher_vector_product(policy, obs, v, damping=0.1), hessian @ v + 0.1 * v)
+
+
+def test_line_search_keeps_only_an_improving_step_within_the_trust_region():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 1, hidden=4)
+    obs = torch.randn(64, 3)
+    with torch.no_grad():
+        old_dist = policy(obs)
+    theta0 = parameters_to_vector(policy.parameters()).detach().clone()
+    # a step of x along log_std alone: KL(N(m, 1) || N(m, e^x)) = x + (e^{-2x} - 1) / 2
+    log_std_step = parameters_to_vector([(p is policy.log_std) * torch.ones_like(p) for p in policy.parameters()])
+
+    def evaluate():  # a surrogate that grows with log_std
+        dist = policy(obs)
+        return dist.scale.mean(), mean_kl(old_dist, dist)
+
+    # KL of a step of x = 2, 1.6, 1.28, ... breaks a bound of 0.01 for all three tries: rejected, the old policy kept
+    accepted, shrinks, kl = line_search(policy, evaluate, 2.0 * log_std_step, 0.01, tries=3, factor=0.8)
+    assert (accepted, shrinks, kl) == (False, 3, 0.0)
+    torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta0)
+    # with ten tries of factor 0.5, x = 2 / 2^k: KL ~ x^2, so the first within 1e-4 is x = 2^-7 (2^-6 gives 2.4e-4)
+    accepted, shrinks, kl = line_search(policy, evaluate, 2.0 * log_std_step, 1e-4, tries=10, factor=0.5)
+    assert accepted and shrinks == 8 and kl <= 1e-4
+    torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta0 + 2.0**-7 * log_std_step)
+    # a step within the bound that makes the surrogate worse is rejected too
+    theta1 = parameters_to_vector(policy.parameters()).detach().clone()
+    accepted, shrinks, _ = line_search(policy, evaluate, -0.01 * log_std_step, 0.01, tries=10, factor=0.8)
+    assert not accepted and shrinks == 10
+    torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta1)
+
+
+def test_gae_by_hand_with_a_truncation_in_the_middle():
+    """One env, five steps: 0 and 1 run, 2 is truncated by the time limit, 3 is the autoreset step (masked out of
+    the update, its numbers never reach step 2), 4 is the first step of the next episode, the batch's last."""
+    gamma, lam = 0.9, 0.5
+    rewards = torch.tensor([1.0, 2.0, 3.0, 0.0, 5.0])[:, None]
+    values = torch.tensor([10.0, 20.0, 30.0, 99.0, 50.0])[:, None]
+    next_values = torch.tensor([20.0, 30.0, 40.0, 77.0, 60.0])[:, None]  # step 2's: V of its real final state
+    terminations = torch.zeros(5, 1)
+    dones = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])[:, None]
+    advantages = compute_gae(rewards, values, next_values, terminations, dones, gamma, lam)[:, 0]
+    d4 = 5.0 + 0.9 * 60.0 - 50.0  # the last step bootstraps from V(s_5)
+    d2 = 3.0 + 0.9 * 40.0 - 30.0  # truncated: bootstraps from V(final state), and the sum stops here
+    d1 = 2.0 + 0.9 * 30.0 - 20.0
+    d0 = 1.0 + 0.9 * 20.0 - 10.0
+    expected = [d0 + 0.45 * (d1 + 0.45 * d2), d1 + 0.45 * d2, d2, None, d4]
+    for t in (0, 1, 2, 4):
+        assert advantages[t].item() == pytest.approx(expected[t])
+    # terminated instead of truncated: no bootstrap from the final state
+    terminations[2] = 1.0
+    advantages = compute_gae(rewards, values, next_values, terminations, dones, gamma, lam)[:, 0]
+    assert advantages[2].item() == pytest.approx(3.0 - 30.0)
+
+
+def test_running_normaliser_matches_the_statistics_of_all_batches():
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(300, 4)).astype(np.float32)
+    normaliser = RunningNormaliser(4)
+    for batch in np.split(x, [50, 170]):
+        normaliser.update(torch.as_tensor(batch))
+    torch.testing.assert_close(normaliser.mean, torch.as_tensor(x.mean(0)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(normaliser.var, torch.as_tensor(x.var(0)), rtol=1e-3, atol=1e-3)
+    assert normaliser(torch.full((1, 4), 1e6)).max() == 10.0  # clipped
+
+
+def test_trace_len_defaults_follow_table_1():
+    assert default_trace_len("Hopper-v4") == 10 and default_trace_len("Ant-v5") == 50
+    assert default_trace_len("HalfCheetah-v4") == default_trace_len("Walker2d-v4") == 20
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "CartPole-v1"], "CartPole-v1 has action space Discrete(2); this script needs a bounded Box"),
+        (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
+        (["--trace-len", "0"], "--trace-len must be >= 1"),
+        (["--max-kl", "0"], "--max-kl must be > 0"),
+    ],
+)
+def test_bad_arguments_get_one_line(tmp_path, flags, message):
+    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+
+
+SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "4096", "--eval-episodes", "1"]
+SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
+SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/kl", "losses/line_search_accepted"]
+RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
+RECALL_TAGS += ["recall/trace_len", "recall/target_value"]
+
+
+@pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
+def test_smoke_logs_every_tag(tmp_path, recall):
+    result = run_script(tmp_path, *SMOKE, recall, "--save-model")
+    assert result.returncode == 0, result.stderr
+    run_dir, _, logged = scalars(tmp_path)
+    for tag in SHARED_TAGS + (RECALL_TAGS if recall == "--recall" else []):
+        assert tag in logged, tag
+    assert all(0.0 <= kl <= 0.01 for kl in logged["losses/kl"])  # the trust region of the accepted steps
+    if recall == "--recall":
+        assert logged["recall/trace_len"][-1] == 10  # Table 1's for Hopper
+        assert all(np.isfinite(logged[tag]).all() for tag in RECALL_TAGS)
+    else:
+        assert not any(tag.startswith("recall/") for tag in logged)
+    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    assert {"policy", "value_net", "obs_normaliser", "bt_model", "args"} <= checkpoint.keys()
+    assert 3000 < checkpoint["obs_normaliser"]["count"] <= 4096  # the statistics of the real steps, saved
+
+
+def test_same_seed_same_numbers(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        assert run_script(tmp_path / name, *SMOKE, "--recall").returncode == 0
+        runs.append(scalars(tmp_path / name)[2])
+    for tag in ("charts/episodic_return", "losses/kl", "recall/bt_state_nll", "eval/episodic_return"):
+        assert runs[0][tag] == runs[1][tag]

@@ -1,0 +1,545 @@
+"""Trust region policy optimisation with and without recall traces on MuJoCo.
+
+Reproduces paper 6.4 (Fig. 6) and App. B (Fig. 8: the length of the traces) of Goyal et al., "Recall Traces:
+Backtracking Models for Efficient Reinforcement Learning", ICLR 2019. On-policy, there is no critic to rank
+states: the backtracking model (App. C) learns from an explicit buffer of high-reward transitions (App. E.1).
+
+    python trpo_recall_mujoco.py --env-id Hopper-v4
+    python trpo_recall_mujoco.py --env-id HalfCheetah-v4 --no-recall
+"""
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    # experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, run the networks on CUDA when it is available"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "recall-traces"
+    """the wandb project name"""
+    capture_video: bool = False
+    """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
+    save_model: bool = False
+    """if toggled, save the policy, the value network, the observation normaliser and the backtracking model"""
+    eval_episodes: int = 10
+    """episodes of the deterministic (mean-action) policy run at the end for eval/episodic_return"""
+
+    # environment
+    env_id: str = "Hopper-v4"
+    """any gymnasium env id with a flat Box observation space and a bounded Box action space"""
+    num_envs: int = 4
+    """the number of parallel environments"""
+
+    # base algorithm: TRPO (Schulman et al. 2015) with GAE
+    total_timesteps: int = 1_000_000
+    """total real environment steps"""
+    num_steps: int = 512
+    """steps of each env per policy iteration (a batch of num_envs * num_steps)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.97
+    """the lambda of generalised advantage estimation"""
+    max_kl: float = 0.01
+    """the trust region: the largest mean KL(old || new) of an accepted step"""
+    cg_iters: int = 10
+    """conjugate-gradient iterations for the natural-gradient direction"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector products"""
+    line_search_tries: int = 10
+    """step sizes tried by the backtracking line search before keeping the old policy"""
+    line_search_factor: float = 0.8
+    """each try shrinks the step by this factor"""
+    vf_lr: float = 1e-3
+    """Adam learning rate of the value network"""
+    vf_epochs: int = 5
+    """passes of the value network over each batch"""
+    vf_minibatch_size: int = 64
+    """minibatch size of the value network"""
+
+    # recall traces
+    recall: bool = True
+    """if toggled, improve the policy with recall traces (Algorithm 1); --no-recall is plain TRPO"""
+    trace_len: int | None = None
+    """backward steps in each recall trace; by default Table 1's for the env (Hopper 10, Ant 50, the others 20)"""
+    num_traces: int = 16
+    """recall traces in each imitation minibatch (N of Algorithm 1)"""
+    top_k_frac: float = 0.1
+    """fraction of each batch's transitions, the highest-reward ones, added to the backtracking model's buffer"""
+    bt_buffer_size: int = 10_000
+    """capacity of the buffer of high-reward transitions (first in, first out: it follows the policy)"""
+    bt_updates: int = 50
+    """backtracking-model gradient steps after each policy iteration"""
+    bt_batch_size: int = 256
+    """minibatch size of the backtracking model"""
+    bt_learning_rate: float = 1e-3
+    """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
+    imitation_updates: int = 5
+    """imitation gradient steps on the policy after each policy iteration"""
+    imitation_lr: float = 1e-4
+    """Adam learning rate of the imitation step (Eq. 3); TRPO itself has no learning rate to share"""
+
+
+# App. E.1, Table 1: length of the recall traces of each agent
+TABLE1_TRACE_LEN = {"HalfCheetah": 20, "Walker2d": 20, "Hopper": 10, "Ant": 50}
+
+
+def default_trace_len(env_id):
+    return next((n for name, n in TABLE1_TRACE_LEN.items() if env_id.startswith(name)), 20)
+
+
+def check_args(args: Args):
+    """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
+    positive = ("trace_len", "num_traces", "num_envs", "num_steps", "cg_iters", "line_search_tries", "vf_epochs")
+    for name in positive + ("vf_minibatch_size", "bt_buffer_size", "bt_batch_size"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_episodes"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+    if args.max_kl <= 0:
+        return f"--max-kl must be > 0, got {args.max_kl}"
+    if not 0.0 < args.line_search_factor < 1.0:
+        return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
+    if not 0.0 < args.top_k_frac <= 1.0:
+        return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
+    try:
+        env = gym.make(args.env_id)
+    except Exception as e:  # an unknown id, a missing module or package
+        return f"--env-id {args.env_id!r} cannot be made: {e}"
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        return f"{args.env_id} has observation space {obs_space}; this script needs a flat Box"
+    if not isinstance(act_space, gym.spaces.Box) or not np.all(np.isfinite(act_space.low) & np.isfinite(act_space.high)):
+        return f"{args.env_id} has action space {act_space}; this script needs a bounded Box"
+    return None
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env.action_space.seed(seed + idx)
+        return env
+
+    return thunk
+
+
+def mlp(n_in, n_out, hidden, activation):
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, n_out)
+    )
+
+
+class RunningNormaliser(nn.Module):
+    """Running mean and variance of the observations (parallel-variance update); normalises and clips to +-10.
+    Its statistics are buffers, so they are saved with the model."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    def update(self, x):
+        batch_mean, batch_var, n = x.mean(0), x.var(0, correction=0), len(x)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.fill_(total)
+
+    def forward(self, x):
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
+
+
+class GaussianPolicy(nn.Module):
+    """pi(a|s) = N(mu(s), diag(sigma^2)): a 64x64 tanh MLP for the mean, a state-independent log-std."""
+
+    def __init__(self, obs_dim, act_dim, hidden=64):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def forward(self, obs):
+        return torch.distributions.Normal(self.mean_net(obs), self.log_std.exp())
+
+
+def gaussian_nll(x, mean, log_std):
+    """-log N(x; mean, exp(log_std)^2), summed over the last dimension."""
+    return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class BacktrackingModel(nn.Module):
+    """B_phi = q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C).
+
+    bt_action_net: 2x128 tanh units, the mean of a Gaussian of variance 1. bt_state_net: 2x128 ReLU units, the
+    mean of a Gaussian with a learned variance per dimension. Both work on normalised s_{t+1}, a_t and
+    delta_s_t; the statistics are buffers of the module, so they are saved with it.
+    """
+
+    def __init__(self, obs_dim, act_dim, hidden=128):
+        super().__init__()
+        self.bt_action_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
+        self.bt_state_net = mlp(obs_dim + act_dim, obs_dim, hidden, nn.ReLU)
+        self.bt_state_log_std = nn.Parameter(torch.zeros(obs_dim))
+        for name, dim in (("obs", obs_dim), ("action", act_dim), ("delta", obs_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def set_normaliser(self, next_obs, actions, deltas):
+        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
+            getattr(self, f"{name}_mean").copy_(x.mean(0))
+            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+
+    def nll(self, obs, actions, next_obs):
+        """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
+        "bt_state_nll": -log q(delta_s_t|a_t, s_{t+1})}."""
+        s_next = (next_obs - self.obs_mean) / self.obs_std
+        a = (actions - self.action_mean) / self.action_std
+        delta = (obs - next_obs - self.delta_mean) / self.delta_std
+        action_nll = gaussian_nll(a, self.bt_action_net(s_next), torch.zeros_like(a))
+        state_nll = gaussian_nll(delta, self.bt_state_net(torch.cat([s_next, a], -1)), self.bt_state_log_std)
+        return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
+
+
+def generate_recall_traces(bt_model, targets, trace_len):
+    """Sample recall traces backwards from the target states, all at once (paper 2.1, Algorithm 1 line 11).
+
+    From s_{t+1}: a_t ~ q(a_t|s_{t+1}), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}), s_t = s_{t+1} + delta_s_t, each
+    sampled in normalised units and un-normalised before use (App. C). Returns states (trace_len, N, obs_dim)
+    and actions (trace_len, N, act_dim) in the env's units; step t holds the pair t steps before the target.
+    """
+    states, actions = [], []
+    next_obs = targets
+    for _ in range(trace_len):
+        s_next = (next_obs - bt_model.obs_mean) / bt_model.obs_std
+        a = bt_model.bt_action_net(s_next)
+        a = a + torch.randn_like(a)  # variance fixed to 1
+        delta_mean = bt_model.bt_state_net(torch.cat([s_next, a], -1))
+        delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
+        obs = next_obs + delta * bt_model.delta_std + bt_model.delta_mean
+        states.append(obs)
+        actions.append(a * bt_model.action_std + bt_model.action_mean)
+        next_obs = obs
+    return torch.stack(states), torch.stack(actions)
+
+
+class TransitionBuffer:
+    """First in, first out: the high-reward real transitions (s, a, s', r) the backtracking model learns from."""
+
+    def __init__(self, capacity, obs_dim, act_dim, device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.obs = torch.zeros(capacity, obs_dim, device=device)
+        self.actions = torch.zeros(capacity, act_dim, device=device)
+        self.next_obs = torch.zeros(capacity, obs_dim, device=device)
+        self.rewards = torch.zeros(capacity, device=device)
+
+    def add(self, obs, actions, next_obs, rewards):
+        idx = (self.pos + torch.arange(len(obs), device=obs.device)) % self.capacity
+        self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx] = obs, actions, next_obs, rewards
+        self.pos = (self.pos + len(obs)) % self.capacity
+        self.size = min(self.size + len(obs), self.capacity)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
+    """Generalised advantage estimation over (num_steps, num_envs) tensors.
+
+    `next_values` is V of the observation each step returned, so the last step of the batch and a truncated
+    (time-limit) step bootstrap from their real next state; `terminations` cut the bootstrap and `dones`
+    (terminated or truncated) cut the sum at the end of an episode.
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        last = delta + gamma * gae_lambda * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages
+
+
+def conjugate_gradient(Avp, b, iters, residual_tol=1e-10):
+    """Solve A x = b for a symmetric positive-definite A given only x -> A x."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = r @ r
+        if rr_new < residual_tol:
+            break
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def mean_kl(old_dist, new_dist):
+    """Mean KL(old || new) over the states, summed over the action dimensions."""
+    return torch.distributions.kl_divergence(old_dist, new_dist).sum(-1).mean()
+
+
+def fisher_vector_product(policy, obs, v, damping):
+    """F v + damping v, where F is the Hessian of the mean KL(pi_old || pi) at pi = pi_old (the Fisher matrix)."""
+    with torch.no_grad():
+        old_dist = policy(obs)
+    params = list(policy.parameters())
+    grads = torch.autograd.grad(mean_kl(old_dist, policy(obs)), params, create_graph=True)
+    grad_v = parameters_to_vector(grads) @ v
+    return parameters_to_vector(torch.autograd.grad(grad_v, params)) + damping * v
+
+
+def line_search(policy, evaluate, full_step, max_kl, tries, factor):
+    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the surrogate and stays
+    within the trust region. `evaluate()` gives (surrogate, KL to the old policy) at the current parameters.
+    Returns (accepted, shrinks tried before it, KL of the accepted step); a rejected search keeps the old policy."""
+    old_params = parameters_to_vector(policy.parameters()).detach().clone()
+    with torch.no_grad():
+        old_surrogate, _ = evaluate()
+        for k in range(tries):
+            vector_to_parameters(old_params + factor**k * full_step, policy.parameters())
+            surrogate, kl = evaluate()
+            if kl <= max_kl and surrogate > old_surrogate:
+                return True, k, kl.item()
+        vector_to_parameters(old_params, policy.parameters())
+    return False, tries, 0.0
+
+
+def trpo_step(policy, obs, actions, advantages, args):
+    """One natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl (Schulman et al. 2015)."""
+    with torch.no_grad():
+        old_dist = policy(obs)
+        old_log_prob = old_dist.log_prob(actions).sum(-1)
+
+    def evaluate():
+        dist = policy(obs)
+        ratio = torch.exp(dist.log_prob(actions).sum(-1) - old_log_prob)
+        return (ratio * advantages).mean(), mean_kl(old_dist, dist)
+
+    surrogate, _ = evaluate()
+    g = parameters_to_vector(torch.autograd.grad(surrogate, list(policy.parameters())))
+    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, obs, v, args.cg_damping), g, args.cg_iters)
+    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
+    shs = 0.5 * step_dir @ fisher_vector_product(policy, obs, step_dir, args.cg_damping)
+    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
+    accepted, shrinks, kl = line_search(
+        policy, evaluate, full_step, args.max_kl, args.line_search_tries, args.line_search_factor
+    )
+    with torch.no_grad():
+        new_surrogate = evaluate()[0].item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
+    return {
+        "policy_loss": -new_surrogate,
+        "kl": kl,
+        "line_search_accepted": float(accepted),
+        "line_search_shrinks": shrinks,
+    }
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    args.trace_len = default_trace_len(args.env_id) if args.trace_len is None else args.trace_len
+    if args.capture_video:  # MuJoCo renders off-screen with EGL unless told otherwise (MUJOCO_GL=glfw, osmesa)
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    if (error := check_args(args)) is not None:
+        sys.exit(f"error: {error}")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            sys.exit("error: --track needs wandb: pip install -r requirements-extra.txt")
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    )
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # gymnasium 1.x default: next-step autoreset. The step after an episode ends ignores its action and returns
+    # the reset observation; such steps are marked invalid and never enter an update or a buffer.
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, args.seed, i, args.capture_video, run_name) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+    )
+    obs_dim = envs.single_observation_space.shape[0]
+    act_dim = envs.single_action_space.shape[0]
+    low = torch.as_tensor(envs.single_action_space.low, dtype=torch.float32, device=device)
+    high = torch.as_tensor(envs.single_action_space.high, dtype=torch.float32, device=device)
+    obs_normaliser = RunningNormaliser(obs_dim).to(device)
+    policy = GaussianPolicy(obs_dim, act_dim).to(device)
+    value_net = mlp(obs_dim, 1, 64, nn.Tanh).to(device)
+    vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
+    imitation_optimizer = torch.optim.Adam(policy.parameters(), lr=args.imitation_lr)
+    bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
+    bt_buffer = TransitionBuffer(args.bt_buffer_size, obs_dim, act_dim, device)
+
+    shape = (args.num_steps, args.num_envs)
+    raw_obs = torch.zeros(shape + (obs_dim,), device=device)
+    raw_next_obs = torch.zeros(shape + (obs_dim,), device=device)
+    actions = torch.zeros(shape + (act_dim,), device=device)
+    rewards, terminations, dones, valid = (torch.zeros(shape, device=device) for _ in range(4))
+
+    global_step, start_time = 0, time.time()
+    num_iterations = args.total_timesteps // (args.num_envs * args.num_steps)
+    autoreset = np.zeros(args.num_envs, dtype=bool)
+    next_obs, _ = envs.reset(seed=args.seed)
+    try:
+        for iteration in range(1, num_iterations + 1):
+            # Algorithm 1, lines 4-5: execute the policy (its observation normaliser is fixed during a batch)
+            for step in range(args.num_steps):
+                global_step += args.num_envs
+                raw_obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+                valid[step] = torch.as_tensor(~autoreset, dtype=torch.float32, device=device)
+                with torch.no_grad():
+                    actions[step] = policy(obs_normaliser(raw_obs[step])).sample()
+                # the env gets the action clipped to its bounds (MuJoCo's control cost uses what it is given)
+                next_obs, reward, terminated, truncated, infos = envs.step(torch.clamp(actions[step], low, high).cpu().numpy())
+                if "episode" in infos:
+                    for i in np.flatnonzero(infos["_episode"]):
+                        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                # in next-step mode the observation a step returns is its real next state, the final one included
+                raw_next_obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
+                rewards[step] = torch.as_tensor(reward, dtype=torch.float32, device=device)
+                terminations[step] = torch.as_tensor(terminated, dtype=torch.float32, device=device)
+                autoreset = terminated | truncated
+                dones[step] = torch.as_tensor(autoreset, dtype=torch.float32, device=device)
+
+            # Algorithm 1, line 6: advantages by GAE; a truncated step and the batch's last step bootstrap
+            with torch.no_grad():
+                obs, next_obs_n = obs_normaliser(raw_obs), obs_normaliser(raw_next_obs)
+                values, next_values = value_net(obs).squeeze(-1), value_net(next_obs_n).squeeze(-1)
+                advantages = compute_gae(rewards, values, next_values, terminations, dones, args.gamma, args.gae_lambda)
+                returns = advantages + values
+            keep = valid.flatten().bool()  # the autoreset steps are not transitions of the MDP
+            b_obs, b_actions = obs.flatten(0, 1)[keep], actions.flatten(0, 1)[keep]
+            b_advantages, b_returns = advantages.flatten()[keep], returns.flatten()[keep]
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+
+            # Algorithm 1, line 7: the TRPO step
+            stats = trpo_step(policy, b_obs, b_actions, b_advantages, args)
+            for _ in range(args.vf_epochs):
+                for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
+                    value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
+                    vf_optimizer.zero_grad()
+                    value_loss.backward()
+                    vf_optimizer.step()
+            obs_normaliser.update(raw_obs.flatten(0, 1)[keep])
+
+            if args.recall:
+                # App. E.1: the top_k_frac of the batch's real transitions by reward join the buffer (no critic here)
+                b_rewards = rewards.flatten()[keep]
+                top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
+                b_clipped = torch.clamp(b_actions[top], low, high)
+                bt_buffer.add(
+                    raw_obs.flatten(0, 1)[keep][top], b_clipped, raw_next_obs.flatten(0, 1)[keep][top], b_rewards[top]
+                )
+                n = bt_buffer.size
+                bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
+                bt_model.set_normaliser(bt_next, bt_actions, bt_obs - bt_next)
+                # Algorithm 1, lines 8-9: maximum likelihood of the backtracking model (Eq. 2)
+                for _ in range(args.bt_updates):
+                    mb = torch.randint(n, (args.bt_batch_size,), device=device)
+                    nlls = bt_model.nll(bt_obs[mb], bt_actions[mb], bt_next[mb])
+                    bt_optimizer.zero_grad()
+                    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+                    bt_optimizer.step()
+                # Algorithm 1, lines 10-11: traces backwards from high-reward states of the buffer, one batch
+                with torch.no_grad():
+                    targets = torch.randint(n, (args.num_traces * args.imitation_updates,), device=device)
+                    trace_states, trace_actions = generate_recall_traces(bt_model, bt_next[targets], args.trace_len)
+                    trace_obs = obs_normaliser(trace_states)  # the policy sees normalised observations
+                    trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
+                    before_imitation = policy(b_obs)
+                # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3), outside the trust region
+                for k in range(args.imitation_updates):
+                    part = slice(k * args.num_traces, (k + 1) * args.num_traces)
+                    imit_loss = -policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
+                    imitation_optimizer.zero_grad()
+                    imit_loss.backward()
+                    imitation_optimizer.step()
+                with torch.no_grad():
+                    imitation_kl = mean_kl(before_imitation, policy(b_obs))
+                    bt_nlls = bt_model.nll(bt_obs, bt_actions, bt_next)
+                writer.add_scalar("recall/bt_action_nll", bt_nlls["bt_action_nll"].item(), global_step)
+                writer.add_scalar("recall/bt_state_nll", bt_nlls["bt_state_nll"].item(), global_step)
+                if args.imitation_updates > 0:
+                    writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
+                writer.add_scalar("recall/imitation_kl", imitation_kl.item(), global_step)
+                writer.add_scalar("recall/trace_len", args.trace_len, global_step)
+                writer.add_scalar("recall/target_value", bt_buffer.rewards[targets].mean().item(), global_step)
+
+            sps = int(global_step / (time.time() - start_time))
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", policy(b_obs).entropy().sum(-1).mean().item(), global_step)
+            for name, value in stats.items():
+                writer.add_scalar(f"losses/{name}", value, global_step)
+            writer.add_scalar("charts/SPS", sps, global_step)
+            if iteration % 10 == 0:
+                print(f"global_step={global_step} SPS={sps}")
+
+        # the deterministic policy (mean action) at the end
+        eval_env = gym.make(args.env_id)
+        eval_returns = []
+        for episode in range(args.eval_episodes):
+            eval_obs, _ = eval_env.reset(seed=args.seed + 10_000 + episode)
+            done, ep_return = False, 0.0
+            while not done:
+                with torch.no_grad():
+                    obs_t = obs_normaliser(torch.as_tensor(eval_obs, dtype=torch.float32, device=device))
+                    action = torch.clamp(policy(obs_t).mean, low, high)
+                eval_obs, reward, terminated, truncated, _ = eval_env.step(action.cpu().numpy())
+                ep_return += reward
+                done = terminated or truncated
+            eval_returns.append(ep_return)
+        if eval_returns:
+            writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
+            print(f"eval: episodic_return={np.mean(eval_returns):.1f} over {len(eval_returns)} episodes")
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
+    finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.pt"
+            nets = {"policy": policy, "value_net": value_net, "obs_normaliser": obs_normaliser, "bt_model": bt_model}
+            torch.save({**{name: net.state_dict() for name, net in nets.items()}, "args": vars(args)}, model_path)
+            print(f"model saved to {model_path}")
+        envs.close()
+        writer.close()
