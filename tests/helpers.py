@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -58,3 +59,34 @@ def assert_fourroom_run_logged(cwd, own_tags):
     assert "eval/visitation" in events.Tags()["images"]
     assert (run_dir / "visitation.png").stat().st_size > 0
     return run_dir, logged, torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+
+
+def assert_mujoco_smoke(script, cwd, flags, recall, shared_tags, recall_tags, trace_len):
+    """A tiny run of a MuJoCo script with `recall` ("--recall" or "--no-recall") and --save-model: every shared
+    tag logged, the recall tags (finite, with the given trace length) exactly when recall is on, a checkpoint
+    with the backtracking model and its normaliser. Returns the run's scalars and checkpoint."""
+    result = run_script(script, cwd, *flags, recall, "--save-model")
+    assert result.returncode == 0, result.stderr
+    run_dir, _, logged = scalars(cwd)
+    for tag in shared_tags + (recall_tags if recall == "--recall" else []):
+        assert tag in logged, tag
+    if recall == "--recall":
+        assert logged["recall/trace_len"][-1] == trace_len
+        assert all(np.isfinite(logged[tag]).all() for tag in recall_tags)
+    else:
+        assert not any(tag.startswith("recall/") for tag in logged)
+    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    assert {"bt_model", "args"} <= checkpoint.keys()
+    assert "delta_std" in checkpoint["bt_model"]  # the normaliser's statistics travel with the model
+    return logged, checkpoint
+
+
+def assert_same_seed_same_numbers(script, cwd, flags, tags):
+    """Two runs with the same flags, seed included, log exactly the same values of `tags`."""
+    runs = []
+    for name in ("a", "b"):
+        (cwd / name).mkdir()
+        assert run_script(script, cwd / name, *flags).returncode == 0
+        runs.append(scalars(cwd / name)[2])
+    for tag in tags:
+        assert runs[0][tag] == runs[1][tag], tag

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_refused, scalars
+from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_numbers
 from helpers import run_script as run_any_script
 from sac_recall_mujoco import (
     Actor,
@@ -20,7 +20,8 @@ from sac_recall_mujoco import (
     soft_q_target,
 )
 
-run_script = partial(run_any_script, "sac_recall_mujoco.py")
+SCRIPT = "sac_recall_mujoco.py"
+run_script = partial(run_any_script, SCRIPT)
 
 
 def test_squashed_gaussian_log_prob_matches_a_direct_computation():
@@ -192,27 +193,11 @@ RECALL_TAGS += ["recall/imitation_loss", "recall/trace_len", "recall/target_valu
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
-def test_smoke_logs_every_tag(tmp_path, recall):
-    result = run_script(tmp_path, *SMOKE, recall, "--save-model")
-    assert result.returncode == 0, result.stderr
-    run_dir, _, logged = scalars(tmp_path)
-    for tag in SHARED_TAGS + (RECALL_TAGS if recall == "--recall" else []):
-        assert tag in logged, tag
-    if recall == "--recall":
-        assert logged["recall/trace_len"][-1] == 20  # Table 2's for Hopper
-        assert all(np.isfinite(logged[tag]).all() for tag in RECALL_TAGS)
-    else:
-        assert not any(tag.startswith("recall/") for tag in logged)
-    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
-    assert {"actor", "qf1", "qf2", "bt_model", "args"} <= checkpoint.keys()
-    assert "delta_std" in checkpoint["bt_model"]  # the normaliser's statistics travel with the model
+def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 20 steps: Table 2's for Hopper
+    _, checkpoint = assert_mujoco_smoke(SCRIPT, tmp_path, SMOKE, recall, SHARED_TAGS, RECALL_TAGS, trace_len=20)
+    assert {"actor", "qf1", "qf2"} <= checkpoint.keys()
 
 
 def test_same_seed_same_numbers(tmp_path):
-    runs = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        assert run_script(tmp_path / name, *SMOKE, "--recall").returncode == 0
-        runs.append(scalars(tmp_path / name)[2])
-    for tag in ("charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"):
-        assert runs[0][tag] == runs[1][tag]
+    tags = ["charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"]
+    assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
