@@ -96,8 +96,8 @@ class Args:
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 5
     """imitation gradient steps on the policy after each policy iteration"""
-    imitation_lr: float = 1e-4
-    """Adam learning rate of the imitation step (Eq. 3); TRPO itself has no learning rate to share"""
+    imitation_lr: float = 1e-5
+    """Adam learning rate of the imitation step (Eq. 3); TRPO itself has no learning rate to share (1e-4 hurts)"""
 
 
 # App. E.1, Table 1: length of the recall traces of each agent
