@@ -8,7 +8,7 @@ import torch
 from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector
 
-from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_numbers
+from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_numbers, scalars
 from helpers import run_script as run_any_script
 from trpo_recall_mujoco import (
     GaussianPolicy,
@@ -153,3 +153,14 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 10 steps: Table 1'
 def test_same_seed_same_numbers(tmp_path):
     tags = ["charts/episodic_return", "losses/kl", "recall/bt_state_nll", "eval/episodic_return"]
     assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
+
+
+@pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
+def test_learns_to_balance_the_inverted_pendulum(tmp_path, recall):
+    """The smallest MuJoCo task: 40960 steps (20 iterations), seed 1; the balancing episodes last 1000 steps."""
+    flags = ["--env-id", "InvertedPendulum-v4", "--total-timesteps", "40960", "--seed", "1", recall]
+    result = run_script(tmp_path, *flags)
+    assert result.returncode == 0, result.stderr
+    logged = scalars(tmp_path)[2]
+    assert logged["eval/episodic_return"][-1] >= 900
+    assert np.mean(logged["charts/episodic_return"][-10:]) >= 500
