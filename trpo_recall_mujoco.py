@@ -451,6 +451,7 @@ if __name__ == "__main__":
                 returns = advantages + values
             keep = valid.flatten().bool()  # the autoreset steps are not transitions of the MDP
             b_obs, b_actions = obs.flatten(0, 1)[keep], actions.flatten(0, 1)[keep]
+            b_raw_obs, b_raw_next_obs = raw_obs.flatten(0, 1)[keep], raw_next_obs.flatten(0, 1)[keep]
             b_advantages, b_returns = advantages.flatten()[keep], returns.flatten()[keep]
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
@@ -462,16 +463,14 @@ if __name__ == "__main__":
                     vf_optimizer.zero_grad()
                     value_loss.backward()
                     vf_optimizer.step()
-            obs_normaliser.update(raw_obs.flatten(0, 1)[keep])
+            obs_normaliser.update(b_raw_obs)
 
             if args.recall:
                 # App. E.1: the top_k_frac of the batch's real transitions by reward join the buffer (no critic here)
                 b_rewards = rewards.flatten()[keep]
                 top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
                 b_clipped = torch.clamp(b_actions[top], low, high)
-                bt_buffer.add(
-                    raw_obs.flatten(0, 1)[keep][top], b_clipped, raw_next_obs.flatten(0, 1)[keep][top], b_rewards[top]
-                )
+                bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
                 n = bt_buffer.size
                 bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
                 bt_model.set_normaliser(bt_next, bt_actions, bt_obs - bt_next)
@@ -509,7 +508,8 @@ if __name__ == "__main__":
 
             sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
-            writer.add_scalar("losses/entropy", policy(b_obs).entropy().sum(-1).mean().item(), global_step)
+            entropy = (policy.log_std + 0.5 * np.log(2 * np.pi * np.e)).sum()  # the same in every state
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
             for name, value in stats.items():
                 writer.add_scalar(f"losses/{name}", value, global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
