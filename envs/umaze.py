@@ -1,0 +1,168 @@
+"""Goal-conditioned U-Maze of Goal GAN (Florensa, Held, Geng & Abbeel 2018; the setting of paper 6.3), in MuJoCo.
+
+The maze is Goal GAN's 5x5 block map (`#` wall, `.` free, `r` the start, `g` the far end of the U):
+
+    #####      block (row, col) has its centre at x = (col - 1) * scale, y = (row - 1) * scale,
+    #r..#      so the start is at (0, 0) and the far end at (0, 2 * scale); the free space is
+    ###.#      [-scale/2, 5 scale/2]^2 minus the middle wall.
+    #g..#
+    #####
+
+Observations follow gymnasium-robotics: a Dict of `observation` (the robot's state), `achieved_goal` (its x, y)
+and `desired_goal` (the goal's x, y). Reward 1 when the robot is within `goal_eps` of the goal, which ends the
+episode; 0 otherwise; episodes are truncated by the registered time limit. The goal is given at reset
+(`options={"goal": (x, y)}`) or drawn uniformly from the free space.
+"""
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+MAZE_MAP = ("#####", "#r..#", "###.#", "#g..#", "#####")
+WALLS = np.array([[c == "#" for c in row] for row in MAZE_MAP])
+
+
+def wall_blocks(scale):
+    """(x, y, half-side) of every wall block."""
+    return [((c - 1) * scale, (r - 1) * scale, scale / 2) for r, c in zip(*np.nonzero(WALLS), strict=True)]
+
+
+def walls_mjcf(scale, height):
+    """The wall blocks as MJCF box geoms standing on the floor."""
+    return "\n".join(
+        f'<geom type="box" pos="{x} {y} {height / 2}" size="{h} {h} {height / 2}" rgba=".4 .4 .45 1"/>'
+        for x, y, h in wall_blocks(scale)
+    )
+
+
+class UMazeEnv(gym.Env):
+    """What both robots share: the maze, goals, reward, the feasible-goal grid and the top-down picture."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    robot_radius = 0.0  # how close the robot's centre can come to a wall
+
+    def __init__(self, xml, scale, goal_eps, frame_skip, render_mode=None):
+        self.scale, self.goal_eps, self.frame_skip, self.render_mode = float(scale), float(goal_eps), frame_skip, render_mode
+        self.model = mujoco.MjModel.from_xml_string(xml)
+        self.data = mujoco.MjData(self.model)
+        self.init_qpos, self.init_qvel = self.data.qpos.copy(), self.data.qvel.copy()
+        low, high = self.model.actuator_ctrlrange.T.astype(np.float32)
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
+        robot = gym.spaces.Box(-np.inf, np.inf, (len(self._robot_state()),), np.float64)
+        goal = gym.spaces.Box(-0.5 * self.scale, 2.5 * self.scale, (2,), np.float64)
+        self.observation_space = gym.spaces.Dict({"observation": robot, "achieved_goal": goal, "desired_goal": goal})
+        self.goal = np.zeros(2)
+
+    # ---- the maze
+    def is_free(self, xy, margin=0.0):
+        """Whether the points (..., 2) lie in free blocks, at least `margin` away from every wall block."""
+        xy = np.asarray(xy, dtype=np.float64)
+        free = np.ones(xy.shape[:-1], dtype=bool)
+        for x, y, half in wall_blocks(self.scale):
+            dx = np.maximum(np.abs(xy[..., 0] - x) - half, 0.0)
+            dy = np.maximum(np.abs(xy[..., 1] - y) - half, 0.0)
+            free &= np.hypot(dx, dy) > margin
+        return free
+
+    def feasible_goals(self, spacing):
+        """Goals on a grid of the given spacing over the free space, where the robot's centre can be (coverage)."""
+        ticks = np.arange(-0.5 * self.scale, 2.5 * self.scale + 1e-9, spacing)
+        grid = np.stack(np.meshgrid(ticks, ticks, indexing="xy"), -1).reshape(-1, 2)
+        return grid[self.is_free(grid, self.robot_radius)]
+
+    def sample_goal(self):
+        while True:  # rejection sampling from the bounding square
+            xy = self.np_random.uniform(-0.5 * self.scale, 2.5 * self.scale, size=2)
+            if self.is_free(xy, self.robot_radius):
+                return xy
+
+    def maze_image(self, pixels_per_block=20):
+        """A top-down RGB picture of the maze, row 0 at the top = the largest y (walls dark, free space white);
+        pixel (i, j) covers x = (j / pixels_per_block - 1.5) * scale, y = (3.5 - i / pixels_per_block) * scale."""
+        image = np.where(WALLS[::-1, :, None], 60, 255).astype(np.uint8).repeat(3, -1)
+        return image.repeat(pixels_per_block, 0).repeat(pixels_per_block, 1)
+
+    # ---- the goal-conditioned MDP
+    def compute_reward(self, achieved_goal, desired_goal, info):
+        distance = np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+        return (distance <= self.goal_eps).astype(np.float32)
+
+    def _obs(self):
+        return {
+            "observation": self._robot_state(),
+            "achieved_goal": self.data.qpos[:2].copy(),
+            "desired_goal": self.goal.copy(),
+        }
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        options = options or {}
+        self.goal = np.asarray(options["goal"], dtype=np.float64) if "goal" in options else self.sample_goal()
+        mujoco.mj_resetData(self.model, self.data)
+        self._set_robot(self.decode(options["start"]) if "start" in options else self._start_state())
+        mujoco.mj_forward(self.model, self.data)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.data.ctrl[:] = np.clip(action, self.action_space.low, self.action_space.high)
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        obs = self._obs()
+        reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], None))
+        return obs, reward, reward == 1.0, False, {"is_success": reward == 1.0}
+
+    def to_pixel(self, xy, pixels_per_block=20):
+        """(row, col) of the pixel of maze_image() where the points (..., 2) lie."""
+        xy = np.asarray(xy, dtype=np.float64)
+        col = (xy[..., 0] / self.scale + 1.5) * pixels_per_block
+        row = (3.5 - xy[..., 1] / self.scale) * pixels_per_block
+        return np.stack([row, col], -1).astype(int)
+
+    def render(self):
+        """The top-down picture with the goal (green) and the robot (red): drawn with numpy, no OpenGL needed."""
+        image = self.maze_image()
+        rows, cols = np.mgrid[: image.shape[0], : image.shape[1]]
+        for xy, radius, colour in ((self.goal, self.goal_eps, (60, 180, 75)), (self.data.qpos[:2], 0.25, (220, 50, 40))):
+            row, col = self.to_pixel(xy)
+            image[(rows - row) ** 2 + (cols - col) ** 2 <= (radius / self.scale * 20) ** 2] = colour
+        return image
+
+
+class PointUMazeEnv(UMazeEnv):
+    """A force-controlled sphere of radius 0.25 moving in x and y (slide joints, viscous damping); the walls stop
+    it through MuJoCo contacts. Observation: x, y, vx, vy. Goal GAN's goal_eps of 0.3 for the point mass."""
+
+    robot_radius = 0.25
+
+    def __init__(self, scale=2.0, goal_eps=0.3, render_mode=None):
+        xml = f"""
+<mujoco model="point_umaze">
+  <option timestep="0.01"/>
+  <worldbody>
+    <light pos="{scale} {scale} 20" dir="0 0 -1"/>
+    <geom type="plane" pos="{scale} {scale} 0" size="{3 * scale} {3 * scale} 0.1" contype="0" conaffinity="0"/>
+    {walls_mjcf(scale, 1.0)}
+    <body name="point" pos="0 0 0.25">
+      <joint name="x" type="slide" axis="1 0 0" damping="5"/>
+      <joint name="y" type="slide" axis="0 1 0" damping="5"/>
+      <geom type="sphere" size="0.25" mass="1" rgba=".8 .3 .2 1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor joint="x" gear="10" ctrlrange="-1 1" ctrllimited="true"/>
+    <motor joint="y" gear="10" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>
+</mujoco>"""
+        super().__init__(xml, scale, goal_eps, frame_skip=5, render_mode=render_mode)
+
+    def _robot_state(self):
+        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2]])
+
+    def _start_state(self):
+        return self.decode(self.np_random.uniform(-0.1, 0.1, size=2))  # at rest near (0, 0)
+
+    def _set_robot(self, state):
+        self.data.qpos[:2], self.data.qvel[:2] = state[:2], state[2:]
+
+    def decode(self, xy):
+        """The paper's decoder D: the robot state at a goal position (for the point mass, at rest there)."""
+        return np.concatenate([np.asarray(xy, dtype=np.float64), np.zeros(2)])

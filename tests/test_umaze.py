@@ -1,0 +1,93 @@
+"""envs/umaze.py: the map, walls that hold, success within goal_eps, the decoder, the env checker, seeding."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers the environments)
+from envs.umaze import WALLS
+
+
+def make_point():
+    return gym.make("PointUMaze-v0").unwrapped
+
+
+def test_the_map_is_goal_gans_u():
+    np.testing.assert_array_equal(WALLS[1:4, 1:4], [[False, False, False], [True, True, False], [False, False, False]])
+    assert WALLS[0].all() and WALLS[-1].all() and WALLS[:, 0].all() and WALLS[:, -1].all()
+    env = make_point()
+    s = env.scale
+    assert env.is_free([(0, 0), (2 * s, 0), (2 * s, s), (0, 2 * s)]).all()  # start, corner, right arm, far end
+    assert not env.is_free([(0, s), (s, s), (-s, 0), (0, 3 * s)]).any()  # the middle wall, the outer walls
+
+
+def test_every_feasible_goal_is_free_and_reachable_from_the_start():
+    env, spacing = make_point(), 0.5
+    goals = env.feasible_goals(spacing)
+    assert len(goals) > 50 and env.is_free(goals, env.robot_radius).all()
+    # flood fill over the grid: neighbours one spacing apart, whose midpoint is free too
+    start = int(np.argmin(np.linalg.norm(goals, axis=1)))
+    reached, frontier = {start}, [start]
+    while frontier:
+        i = frontier.pop()
+        near = np.flatnonzero(np.isclose(np.linalg.norm(goals - goals[i], axis=1), spacing))
+        for j in near:
+            if j not in reached and env.is_free((goals[i] + goals[j]) / 2, env.robot_radius):
+                reached.add(j)
+                frontier.append(j)
+    assert len(reached) == len(goals)
+
+
+@pytest.mark.parametrize("direction", [(0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)])
+def test_the_point_mass_cannot_cross_a_wall(direction):
+    """From the start, pushed at full force for 400 steps into the middle wall (y), the outer wall (-x, -y)."""
+    env = make_point()
+    env.reset(seed=0, options={"start": (0.0, 0.0), "goal": (0.0, 4.0)})
+    for _ in range(400):
+        obs, *_ = env.step(np.array(direction, dtype=np.float32))
+    limit = env.scale / 2 - env.robot_radius  # the wall's face, less the sphere's radius
+    assert np.abs(obs["achieved_goal"] @ np.array(direction)) <= limit + 0.01
+    assert env.is_free(obs["achieved_goal"])
+
+
+def test_success_exactly_within_goal_eps():
+    env = make_point()
+    assert env.goal_eps == 0.3
+    np.testing.assert_array_equal(env.compute_reward(np.zeros((3, 2)), [[0.29, 0], [0, 0.31], [0.2, 0.2]], None), [1, 0, 1])
+    for goal_x, success in ((0.29, True), (0.31, False)):
+        env.reset(seed=0, options={"start": (0.0, 0.0), "goal": (goal_x, 0.0)})
+        _, reward, terminated, truncated, info = env.step(np.zeros(2, dtype=np.float32))
+        assert (reward, terminated, info["is_success"], truncated) == (float(success), success, success, False)
+
+
+def test_the_decoder_puts_the_robot_where_asked():
+    env = make_point()
+    for xy in env.feasible_goals(1.0):
+        obs, _ = env.reset(seed=0, options={"start": xy})
+        np.testing.assert_allclose(obs["achieved_goal"], xy)
+        np.testing.assert_allclose(obs["observation"], env.decode(xy))  # at rest
+        assert env.observation_space.contains(obs)
+
+
+def test_the_env_checker_passes_and_renders_headless():
+    env = make_point()
+    check_env(env)
+    env.reset(seed=0, options={"goal": (0.0, 4.0)})
+    image = env.render()
+    assert image.shape == env.maze_image().shape and image.dtype == np.uint8
+    assert (image == (220, 50, 40)).all(-1).any() and (image == (60, 180, 75)).all(-1).any()  # robot and goal drawn
+
+
+def test_seeding_reproduces_a_rollout():
+    rollouts = []
+    for _ in range(2):
+        env = gym.make("PointUMaze-v0")
+        env.action_space.seed(3)
+        obs, _ = env.reset(seed=3)
+        trajectory = [obs["desired_goal"], obs["observation"]]
+        for _ in range(50):
+            obs, *_ = env.step(env.action_space.sample())
+            trajectory.append(obs["observation"])
+        rollouts.append(np.concatenate(trajectory))
+    np.testing.assert_array_equal(rollouts[0], rollouts[1])
