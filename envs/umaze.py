@@ -14,7 +14,11 @@ episode; 0 otherwise; episodes are truncated by the registered time limit. The g
 (`options={"goal": (x, y)}`) or drawn uniformly from the free space.
 """
 
+import os
+import xml.etree.ElementTree as ElementTree
+
 import gymnasium as gym
+import gymnasium.envs.mujoco
 import mujoco
 import numpy as np
 
@@ -121,7 +125,8 @@ class UMazeEnv(gym.Env):
         """The top-down picture with the goal (green) and the robot (red): drawn with numpy, no OpenGL needed."""
         image = self.maze_image()
         rows, cols = np.mgrid[: image.shape[0], : image.shape[1]]
-        for xy, radius, colour in ((self.goal, self.goal_eps, (60, 180, 75)), (self.data.qpos[:2], 0.25, (220, 50, 40))):
+        robot = (self.data.qpos[:2], self.robot_radius, (220, 50, 40))
+        for xy, radius, colour in ((self.goal, self.goal_eps, (60, 180, 75)), robot):
             row, col = self.to_pixel(xy)
             image[(rows - row) ** 2 + (cols - col) ** 2 <= (radius / self.scale * 20) ** 2] = colour
         return image
@@ -166,3 +171,43 @@ class PointUMazeEnv(UMazeEnv):
     def decode(self, xy):
         """The paper's decoder D: the robot state at a goal position (for the point mass, at rest there)."""
         return np.concatenate([np.asarray(xy, dtype=np.float64), np.zeros(2)])
+
+
+class AntUMazeEnv(UMazeEnv):
+    """gymnasium's Ant (its ant.xml, read from the installed package) in the same maze, with walls the Ant collides
+    with. Observation: qpos (torso x, y, z, orientation quaternion, 8 joint angles) and qvel (29 numbers); the
+    achieved goal is the torso's x, y. Goal GAN's goal_eps of 1.0 for the Ant."""
+
+    robot_radius = 0.5  # the torso (0.25) and a margin for the legs
+
+    def __init__(self, scale=2.0, goal_eps=1.0, render_mode=None):
+        path = os.path.join(os.path.dirname(gymnasium.envs.mujoco.__file__), "assets", "ant.xml")
+        root = ElementTree.parse(path).getroot()
+        worldbody = root.find("worldbody")
+        for geom in ElementTree.fromstring(f"<walls>{walls_mjcf(scale, 1.0)}</walls>"):
+            worldbody.append(geom)
+        super().__init__(
+            ElementTree.tostring(root, encoding="unicode"), scale, goal_eps, frame_skip=5, render_mode=render_mode
+        )
+        hinges = self.model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE
+        self.joint_range = self.model.jnt_range[hinges]  # radians: the compiler converts degrees
+
+    def _robot_state(self):
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def _start_state(self):  # gymnasium's Ant reset: small noise around the initial pose
+        qpos = self.init_qpos + self.np_random.uniform(-0.1, 0.1, size=self.model.nq)
+        return np.concatenate([qpos, 0.1 * self.np_random.standard_normal(self.model.nv)])
+
+    def _set_robot(self, state):
+        self.data.qpos[:], self.data.qvel[:] = state[: self.model.nq], state[self.model.nq :]
+
+    def decode(self, xy):
+        """The paper's decoder D for the Ant: the torso upright at xy with a random heading, every leg joint at a
+        uniformly random angle within its range, at rest."""
+        yaw = self.np_random.uniform(-np.pi, np.pi)
+        angles = self.np_random.uniform(self.joint_range[:, 0], self.joint_range[:, 1])
+        qpos = np.concatenate(
+            [np.asarray(xy, dtype=np.float64), [self.init_qpos[2]], [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)], angles]
+        )
+        return np.concatenate([qpos, np.zeros(self.model.nv)])

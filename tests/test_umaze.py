@@ -52,6 +52,7 @@ def test_the_point_mass_cannot_cross_a_wall(direction):
 
 
 def test_success_exactly_within_goal_eps():
+    assert gym.make("AntUMaze-v0").unwrapped.goal_eps == 1.0
     env = make_point()
     assert env.goal_eps == 0.3
     np.testing.assert_array_equal(env.compute_reward(np.zeros((3, 2)), [[0.29, 0], [0, 0.31], [0.2, 0.2]], None), [1, 0, 1])
@@ -61,17 +62,28 @@ def test_success_exactly_within_goal_eps():
         assert (reward, terminated, info["is_success"], truncated) == (float(success), success, success, False)
 
 
-def test_the_decoder_puts_the_robot_where_asked():
-    env = make_point()
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+def test_the_decoder_puts_the_robot_where_asked(env_id):
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
     for xy in env.feasible_goals(1.0):
-        obs, _ = env.reset(seed=0, options={"start": xy})
+        state = env.decode(xy)
+        obs, _ = env.reset(options={"start": xy})
         np.testing.assert_allclose(obs["achieved_goal"], xy)
-        np.testing.assert_allclose(obs["observation"], env.decode(xy))  # at rest
-        assert env.observation_space.contains(obs)
+        assert env.observation_space.contains(obs) and np.all(obs["observation"][env.model.nq :] == 0)  # at rest
+    if env_id == "AntUMaze-v0":  # upright (a unit quaternion about z), each joint within its range, random
+        np.testing.assert_allclose(np.linalg.norm(state[3:7]), 1.0)
+        assert state[4] == state[5] == 0.0 and state[2] == env.init_qpos[2]
+        angles = state[7 : env.model.nq]
+        assert np.all((env.joint_range[:, 0] <= angles) & (angles <= env.joint_range[:, 1]))
+        assert not np.allclose(env.decode(xy)[7 : env.model.nq], angles)
+    else:
+        np.testing.assert_array_equal(state, [*xy, 0.0, 0.0])
 
 
-def test_the_env_checker_passes_and_renders_headless():
-    env = make_point()
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+def test_the_env_checker_passes_and_renders_headless(env_id):
+    env = gym.make(env_id).unwrapped
     check_env(env)
     env.reset(seed=0, options={"goal": (0.0, 4.0)})
     image = env.render()
@@ -79,10 +91,11 @@ def test_the_env_checker_passes_and_renders_headless():
     assert (image == (220, 50, 40)).all(-1).any() and (image == (60, 180, 75)).all(-1).any()  # robot and goal drawn
 
 
-def test_seeding_reproduces_a_rollout():
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+def test_seeding_reproduces_a_rollout(env_id):
     rollouts = []
     for _ in range(2):
-        env = gym.make("PointUMaze-v0")
+        env = gym.make(env_id)
         env.action_space.seed(3)
         obs, _ = env.reset(seed=3)
         trajectory = [obs["desired_goal"], obs["observation"]]
