@@ -1,0 +1,757 @@
+"""Goal GAN with and without recall traces on the U-Maze (point mass or Ant).
+
+Reproduces paper 6.3 (Fig. 5), App. A (Algorithm 2, the gen_state branch) and App. D (Fig. 11-13) of Goyal et al.,
+"Recall Traces: Backtracking Models for Efficient Reinforcement Learning", ICLR 2019. The base algorithm is Goal GAN
+(Florensa, Held, Geng & Abbeel, "Automatic Goal Generation for Reinforcement Learning Agents", ICML 2018): a
+goal-conditioned policy trained by TRPO on goals of intermediate difficulty proposed by an LSGAN. With recall
+traces, the generator's goals are decoded into robot states (Algorithm 2, lines 2-3) and the backtracking model,
+trained on the trajectories that reached their goals, samples the traces that lead there.
+
+    python goalgan_recall_umaze.py --env-id PointUMaze-v0
+    python goalgan_recall_umaze.py --env-id PointUMaze-v0 --no-recall
+"""
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.utils.tensorboard import SummaryWriter
+
+import envs  # noqa: F401  (registers PointUMaze-v0 and AntUMaze-v0)
+from envs.umaze import UMazeEnv
+
+
+@dataclass
+class Args:
+    # experiment
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, run the networks on CUDA when it is available"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "recall-traces"
+    """the wandb project name"""
+    capture_video: bool = False
+    """if toggled, record videos of the first env to `videos/` (top-down pictures; needs `pip install moviepy`)"""
+    save_model: bool = False
+    """if toggled, save the policy, value network, normaliser, goal GAN and backtracking model"""
+
+    # environment
+    env_id: str = "PointUMaze-v0"
+    """PointUMaze-v0 or AntUMaze-v0 (envs/umaze.py)"""
+    num_envs: int = 100
+    """environments stepped together; the episodes of an iteration run num_envs at a time"""
+
+    # base algorithm: Goal GAN (Florensa et al. 2018), its policy trained by TRPO with GAE
+    total_timesteps: int = 2_000_000
+    """real environment steps of training (coverage evaluations are not counted); stops after the Goal GAN
+    iteration that passes it"""
+    num_new_goals: int = 200
+    """goals drawn from the generator at each Goal GAN iteration"""
+    num_old_goals: int = 100
+    """goals replayed from earlier iterations' goals of intermediate difficulty"""
+    episodes_per_goal: int = 2
+    """training episodes on each goal per Goal GAN iteration; their success rate labels the goal"""
+    inner_iters: int = 5
+    """TRPO iterations per Goal GAN iteration; the iteration's episodes are split evenly between them"""
+    r_min: float = 0.1
+    """a goal is of intermediate difficulty when r_min <= its success rate <= r_max"""
+    r_max: float = 0.9
+    """see r_min"""
+    old_goal_min_dist: float = 0.3
+    """a good goal joins the replay list only if it is this far from every goal already there"""
+    gan_noise_dim: int = 4
+    """dimension of the generator's noise input z"""
+    gan_steps: int = 200
+    """generator steps per Goal GAN iteration (and for the initialisation)"""
+    gan_d_steps: int = 5
+    """discriminator steps before each generator step"""
+    gan_batch_size: int = 128
+    """minibatch size of the GAN"""
+    gan_lr: float = 1e-3
+    """Adam learning rate of generator and discriminator"""
+    goal_noise_std: float = 0.5
+    """Gaussian noise added to the generator's goals (Goal GAN adds it for exploration)"""
+    init_episodes: int = 50
+    """episodes of the initial policy whose visited positions initialise the GAN"""
+    learn_std: bool = False
+    """if toggled, TRPO also learns the policy's log-std; Goal GAN keeps it fixed at log(1)"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.97
+    """the lambda of generalised advantage estimation"""
+    max_kl: float = 0.01
+    """the trust region: the largest mean KL(old || new) of an accepted step"""
+    cg_iters: int = 10
+    """conjugate-gradient iterations for the natural-gradient direction"""
+    cg_damping: float = 0.1
+    """damping added to the Fisher-vector products"""
+    line_search_tries: int = 10
+    """step sizes tried by the backtracking line search before keeping the old policy"""
+    line_search_factor: float = 0.8
+    """each try shrinks the step by this factor"""
+    vf_lr: float = 1e-3
+    """Adam learning rate of the value network"""
+    vf_epochs: int = 5
+    """passes of the value network over each batch"""
+    vf_minibatch_size: int = 256
+    """minibatch size of the value network"""
+    coverage_every: int = 1
+    """Goal GAN iterations between coverage evaluations (and at the start and the end)"""
+    coverage_spacing: float = 0.5
+    """spacing of the grid of feasible goals the coverage is measured on"""
+    coverage_episodes: int = 2
+    """episodes of the policy (sampled as it acts) on each grid goal"""
+
+    # recall traces
+    recall: bool = True
+    """if toggled, improve the policy with recall traces from the generator's goals; --no-recall is plain Goal GAN"""
+    trace_len: int | None = None
+    """backward steps in each recall trace; by default App. D's: 20 for the point mass, 50 for the Ant"""
+    num_traces: int = 16
+    """recall traces in each imitation minibatch (N of Algorithm 1)"""
+    bt_buffer_size: int = 20_000
+    """capacity of the buffer of transitions from episodes that reached their goal (first in, first out)"""
+    bt_updates: int = 50
+    """backtracking-model gradient steps after each TRPO iteration"""
+    bt_batch_size: int = 256
+    """minibatch size of the backtracking model"""
+    bt_learning_rate: float = 1e-3
+    """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
+    imitation_updates: int = 5
+    """imitation gradient steps on the policy after each TRPO iteration"""
+    imitation_lr: float = 1e-4
+    """Adam learning rate of the imitation step (Eq. 3)"""
+
+
+def check_args(args: Args):
+    """One clear line for each kind of bad input, before anything is built."""
+    positive = ("trace_len", "num_traces", "num_envs", "num_new_goals", "episodes_per_goal", "inner_iters")
+    positive += (
+        "gan_noise_dim",
+        "gan_d_steps",
+        "gan_batch_size",
+        "init_episodes",
+        "cg_iters",
+        "line_search_tries",
+        "vf_epochs",
+    )
+    positive += ("vf_minibatch_size", "coverage_every", "coverage_episodes", "bt_buffer_size", "bt_batch_size")
+    for name in positive:
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    for name in ("total_timesteps", "num_old_goals", "gan_steps", "bt_updates", "imitation_updates"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+    if not 0.0 <= args.r_min < args.r_max <= 1.0:
+        return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
+    for name in ("max_kl", "coverage_spacing"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if not 0.0 < args.line_search_factor < 1.0:
+        return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
+    try:
+        env = gym.make(args.env_id)
+    except Exception as e:  # an unknown id, a missing module or package
+        return f"--env-id {args.env_id!r} cannot be made: {e}"
+    is_umaze = isinstance(env.unwrapped, UMazeEnv)
+    env.close()
+    if not is_umaze:
+        return f"{args.env_id} is not a U-Maze env; this script needs PointUMaze-v0 or AntUMaze-v0"
+    return None
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    """One env of the lockstep batch; reset once with its seed here, then by run_episodes with a goal each time."""
+    if capture_video and idx == 0:
+        env = gym.make(env_id, render_mode="rgb_array")
+        env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+    else:
+        env = gym.make(env_id)
+    env.reset(seed=seed + idx)
+    env.action_space.seed(seed + idx)
+    return env
+
+
+def run_episodes(env_list, act, goals, max_steps):
+    """One episode on each goal, len(env_list) at a time in lockstep, each env reset with its goal.
+
+    `act(states, goals)` maps (n, state_dim) and (n, 2) numpy arrays to (n, act_dim) actions. Returns a dict of
+    numpy arrays of shape (max_steps, len(goals), ...): states, actions, next_states, rewards, terminations,
+    dones (terminated or truncated) and valid (the steps each episode really took), and `success` (len(goals),).
+    """
+    n_envs, waves = len(env_list), []
+    for begin in range(0, len(goals), n_envs):
+        wave_goals = goals[begin : begin + n_envs]
+        n = len(wave_goals)
+        obs = [env_list[i].reset(options={"goal": wave_goals[i]})[0] for i in range(n)]
+        state = np.stack([o["observation"] for o in obs])
+        out = {
+            "states": np.zeros((max_steps, n, state.shape[1])),
+            "next_states": np.zeros((max_steps, n, state.shape[1])),
+            "actions": np.zeros((max_steps, n) + env_list[0].action_space.shape),
+            **{key: np.zeros((max_steps, n)) for key in ("rewards", "terminations", "dones", "valid")},
+        }
+        active = np.ones(n, dtype=bool)
+        for t in range(max_steps):
+            out["states"][t], out["valid"][t] = state, active
+            out["actions"][t] = act(state, wave_goals)
+            for i in np.flatnonzero(active):
+                o, reward, terminated, truncated, _ = env_list[i].step(out["actions"][t, i])
+                state[i] = o["observation"]
+                out["rewards"][t, i], out["terminations"][t, i] = reward, terminated
+                out["dones"][t, i] = terminated or truncated
+            out["next_states"][t] = state
+            active &= out["dones"][t] == 0
+            if not active.any():
+                break
+        out["success"] = out["terminations"].any(0)  # the U-Maze terminates exactly on reaching the goal
+        waves.append(out)
+    return {key: np.concatenate([w[key] for w in waves], axis=-1 if key == "success" else 1) for key in waves[0]}
+
+
+def goal_success_rates(env_list, act, goals, episodes, max_steps):
+    """The success rate of the policy on each goal over `episodes` episodes from the start. On the grid of
+    feasible goals, their mean is the paper's coverage (6.3, Fig. 5)."""
+    batch = run_episodes(env_list, act, np.repeat(goals, episodes, 0), max_steps)
+    return batch["success"].reshape(len(goals), episodes).mean(1)
+
+
+def mlp(n_in, n_out, hidden, activation):
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, n_out)
+    )
+
+
+class RunningNormaliser(nn.Module):
+    """Running mean and variance of the observations (parallel-variance update); normalises and clips to +-10.
+    Its statistics are buffers, so they are saved with the model."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    def update(self, x):
+        batch_mean, batch_var, n = x.mean(0), x.var(0, correction=0), len(x)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.fill_(total)
+
+    def forward(self, x):
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
+
+
+class GaussianPolicy(nn.Module):
+    """pi(a|s, g) = N(mu(s, g), diag(sigma^2)): a 64x64 tanh MLP for the mean on the robot state and the goal; a
+    state-independent log-std, fixed at 0 unless learn_std (Goal GAN fixes it: each goal would want its own)."""
+
+    def __init__(self, obs_dim, act_dim, learn_std, hidden=64):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
+        self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=learn_std)
+
+    def forward(self, obs):
+        return torch.distributions.Normal(self.mean_net(obs), self.log_std.exp())
+
+
+class GoalGAN(nn.Module):
+    """Goal GAN's LSGAN: a generator G(z) of 2x256 ReLU units squashed into the maze's bounding box, and a
+    discriminator D(g) of 2x128 ReLU units giving one score."""
+
+    def __init__(self, low, high, noise_dim):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.generator = mlp(noise_dim, len(low), 256, nn.ReLU)
+        self.discriminator = mlp(len(low), 1, 128, nn.ReLU)
+        self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+        self.register_buffer("half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+
+    def generate(self, n):
+        z = torch.randn(n, self.noise_dim, device=self.center.device)
+        return self.center + self.half_range * torch.tanh(self.generator(z))
+
+    def score(self, goals):
+        return self.discriminator((goals - self.center) / self.half_range).squeeze(-1)
+
+
+def label_goals(successes, r_min, r_max):
+    """Goal GAN's labels: a goal is of intermediate difficulty (1) when r_min <= its success rate <= r_max.
+    `successes` is (n_goals, episodes) of 0/1."""
+    rate = np.asarray(successes, dtype=np.float64).mean(-1)
+    return ((rate >= r_min) & (rate <= r_max)).astype(np.float32)
+
+
+def lsgan_losses(gan, goals, labels, n_fake, a=-1.0, b=1.0, c=0.0):
+    """Goal GAN's LSGAN objectives (Florensa et al. 2018, Eq. 5-6), with its a = -1, b = 1, c = 0:
+    D: min y (D(g) - b)^2 + (1 - y)(D(g) - a)^2 over the labelled goals + (D(G(z)) - a)^2 over generated ones;
+    G: min (D(G(z)) - c)^2. Returns (discriminator loss with G(z) detached, generator loss)."""
+    fake = gan.generate(n_fake)
+    real_score = gan.score(goals)
+    d_loss = (labels * (real_score - b) ** 2 + (1 - labels) * (real_score - a) ** 2).mean()
+    d_loss = d_loss + ((gan.score(fake.detach()) - a) ** 2).mean()
+    g_loss = ((gan.score(fake) - c) ** 2).mean()
+    return d_loss, g_loss
+
+
+def train_gan(gan, d_optimizer, g_optimizer, goals, labels, steps, d_steps, batch_size):
+    """`steps` generator steps, each after `d_steps` discriminator steps, on minibatches of the labelled goals.
+    One discriminator step per generator step lets the generator collapse onto a few goals (see the tests)."""
+    d_loss = g_loss = torch.zeros(())
+    for _ in range(steps):
+        for _ in range(d_steps):
+            mb = torch.randint(len(goals), (batch_size,), device=goals.device)
+            d_loss, _ = lsgan_losses(gan, goals[mb], labels[mb], batch_size)
+            d_optimizer.zero_grad()
+            d_loss.backward()
+            d_optimizer.step()
+        _, g_loss = lsgan_losses(gan, goals[mb], labels[mb], batch_size)
+        g_optimizer.zero_grad()
+        g_loss.backward()
+        g_optimizer.step()
+    return d_loss.item(), g_loss.item()
+
+
+def add_distinct(old_goals, new_goals, min_dist):
+    """The replay list of goals with each new goal appended when it is min_dist from every goal already there."""
+    kept = list(old_goals)
+    for g in new_goals:
+        if not kept or np.min(np.linalg.norm(np.asarray(kept) - g, axis=1)) >= min_dist:
+            kept.append(g)
+    return np.asarray(kept).reshape(-1, 2)
+
+
+def gaussian_nll(x, mean, log_std):
+    """-log N(x; mean, exp(log_std)^2), summed over the last dimension."""
+    return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class BacktrackingModel(nn.Module):
+    """B_phi = q(a_t|s_{t+1}, g) q(delta_s_t|a_t, s_{t+1}, g), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C),
+    conditioned on the goal g as the policy is.
+
+    bt_action_net: 2x128 tanh units, the mean of a Gaussian of variance 1. bt_state_net: 2x128 ReLU units, the
+    mean of a Gaussian with a learned variance per dimension. Both work on normalised (s_{t+1}, g), a_t and
+    delta_s_t; the statistics are buffers of the module, so they are saved with it.
+    """
+
+    def __init__(self, state_dim, goal_dim, act_dim, hidden=128):
+        super().__init__()
+        self.bt_action_net = mlp(state_dim + goal_dim, act_dim, hidden, nn.Tanh)
+        self.bt_state_net = mlp(state_dim + goal_dim + act_dim, state_dim, hidden, nn.ReLU)
+        self.bt_state_log_std = nn.Parameter(torch.zeros(state_dim))
+        for name, dim in (("obs", state_dim + goal_dim), ("action", act_dim), ("delta", state_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def set_normaliser(self, next_obs, actions, deltas):
+        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
+            getattr(self, f"{name}_mean").copy_(x.mean(0))
+            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+
+    def nll(self, states, goals, actions, next_states):
+        """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}, g),
+        "bt_state_nll": -log q(delta_s_t|a_t, s_{t+1}, g)}."""
+        x = (torch.cat([next_states, goals], -1) - self.obs_mean) / self.obs_std
+        a = (actions - self.action_mean) / self.action_std
+        delta = (states - next_states - self.delta_mean) / self.delta_std
+        action_nll = gaussian_nll(a, self.bt_action_net(x), torch.zeros_like(a))
+        state_nll = gaussian_nll(delta, self.bt_state_net(torch.cat([x, a], -1)), self.bt_state_log_std)
+        return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
+
+
+def generate_recall_traces(bt_model, targets, goals, trace_len):
+    """Sample recall traces backwards from the target states, with their goals, all at once (paper 2.1,
+    Algorithm 1 line 11). From s_{t+1}: a_t ~ q(a_t|s_{t+1}, g), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}, g),
+    s_t = s_{t+1} + delta_s_t, sampled in normalised units and un-normalised before use (App. C). Returns states
+    (trace_len, N, state_dim) and actions (trace_len, N, act_dim); step t holds the pair t steps before the target."""
+    states, actions = [], []
+    next_states = targets
+    for _ in range(trace_len):
+        x = (torch.cat([next_states, goals], -1) - bt_model.obs_mean) / bt_model.obs_std
+        a = bt_model.bt_action_net(x)
+        a = a + torch.randn_like(a)  # variance fixed to 1
+        delta_mean = bt_model.bt_state_net(torch.cat([x, a], -1))
+        delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
+        next_states = next_states + delta * bt_model.delta_std + bt_model.delta_mean
+        states.append(next_states)
+        actions.append(a * bt_model.action_std + bt_model.action_mean)
+    return torch.stack(states), torch.stack(actions)
+
+
+class TransitionBuffer:
+    """First in, first out: the real transitions (s, g, a, s') of episodes that reached their goal g."""
+
+    def __init__(self, capacity, state_dim, goal_dim, act_dim, device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        dims = {"states": state_dim, "goals": goal_dim, "actions": act_dim, "next_states": state_dim}
+        self.data = {key: torch.zeros(capacity, dim, device=device) for key, dim in dims.items()}
+
+    def add(self, **batch):
+        n = len(batch["states"])
+        idx = (self.pos + torch.arange(n, device=batch["states"].device)) % self.capacity
+        for key, x in batch.items():
+            self.data[key][idx] = x
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+
+def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
+    """Generalised advantage estimation over (num_steps, num_episodes) tensors.
+
+    `next_values` is V of the observation each step returned, so a truncated (time-limit) step bootstraps from
+    its real next state; `terminations` (reaching the goal) cut the bootstrap and `dones` cut the sum at the end of
+    an episode, so the padding after it never leaks back.
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        last = delta + gamma * gae_lambda * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages
+
+
+def conjugate_gradient(Avp, b, iters, residual_tol=1e-10):
+    """Solve A x = b for a symmetric positive-definite A given only x -> A x."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = r @ r
+        if rr_new < residual_tol:
+            break
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def mean_kl(old_dist, new_dist):
+    """Mean KL(old || new) over the states, summed over the action dimensions."""
+    return torch.distributions.kl_divergence(old_dist, new_dist).sum(-1).mean()
+
+
+def fisher_vector_product(policy, params, obs, v, damping):
+    """F v + damping v, where F is the Hessian in `params` of the mean KL(pi_old || pi) at pi = pi_old."""
+    with torch.no_grad():
+        old_dist = policy(obs)
+    grads = torch.autograd.grad(mean_kl(old_dist, policy(obs)), params, create_graph=True)
+    grad_v = parameters_to_vector(grads) @ v
+    return parameters_to_vector(torch.autograd.grad(grad_v, params)) + damping * v
+
+
+def line_search(params, evaluate, full_step, max_kl, tries, factor):
+    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the surrogate and stays
+    within the trust region. `evaluate()` gives (surrogate, KL to the old policy) at the current parameters.
+    Returns (accepted, shrinks tried before it, KL of the accepted step); a rejected search keeps the old policy."""
+    old_params = parameters_to_vector(params).detach().clone()
+    with torch.no_grad():
+        old_surrogate, _ = evaluate()
+        for k in range(tries):
+            vector_to_parameters(old_params + factor**k * full_step, params)
+            surrogate, kl = evaluate()
+            if kl <= max_kl and surrogate > old_surrogate:
+                return True, k, kl.item()
+        vector_to_parameters(old_params, params)
+    return False, tries, 0.0
+
+
+def trpo_step(policy, obs, actions, advantages, args):
+    """One natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl (Schulman et al. 2015),
+    in the policy's trainable parameters."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    with torch.no_grad():
+        old_dist = policy(obs)
+        old_log_prob = old_dist.log_prob(actions).sum(-1)
+
+    def evaluate():
+        dist = policy(obs)
+        ratio = torch.exp(dist.log_prob(actions).sum(-1) - old_log_prob)
+        return (ratio * advantages).mean(), mean_kl(old_dist, dist)
+
+    surrogate, _ = evaluate()
+    g = parameters_to_vector(torch.autograd.grad(surrogate, params))
+    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
+    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
+    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
+    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
+    accepted, shrinks, kl = line_search(
+        params, evaluate, full_step, args.max_kl, args.line_search_tries, args.line_search_factor
+    )
+    with torch.no_grad():
+        new_surrogate = evaluate()[0].item()
+    return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted)}
+
+
+def coverage_heatmap(env, goals, success, spacing, pixels_per_block=20):
+    """Fig. 5's picture: the maze from above with a square around each grid goal, from blue (never reached) to
+    red (always reached)."""
+    image = env.maze_image(pixels_per_block)
+    half = max(1, int(spacing / env.scale * pixels_per_block / 2))
+    blue, red = np.array([40, 70, 200]), np.array([215, 40, 40])
+    for (row, col), s in zip(env.to_pixel(goals, pixels_per_block), success, strict=True):
+        image[max(row - half, 0) : row + half, max(col - half, 0) : col + half] = (blue + s * (red - blue)).astype(np.uint8)
+    return image
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.trace_len is None:  # App. D: traces of 20 steps for the point mass, 50 for the Ant
+        args.trace_len = 50 if args.env_id.startswith("Ant") else 20
+    if (error := check_args(args)) is not None:
+        sys.exit(f"error: {error}")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            sys.exit("error: --track needs wandb: pip install -r requirements-extra.txt")
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    )
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # the episodes of an iteration, one per goal, num_envs at a time (a goal-conditioned batch, not an autoreset
+    # vector env: every episode starts with the goal it was given)
+    env_list = [make_env(args.env_id, args.seed, i, args.capture_video, run_name) for i in range(args.num_envs)]
+    maze = env_list[0].unwrapped
+    max_steps = env_list[0].spec.max_episode_steps
+    state_dim = maze.observation_space["observation"].shape[0]
+    act_dim = maze.action_space.shape[0]
+    goal_low, goal_high = maze.observation_space["desired_goal"].low, maze.observation_space["desired_goal"].high
+    low = torch.as_tensor(maze.action_space.low, dtype=torch.float32, device=device)
+    high = torch.as_tensor(maze.action_space.high, dtype=torch.float32, device=device)
+    obs_normaliser = RunningNormaliser(state_dim + 2).to(device)
+    policy = GaussianPolicy(state_dim + 2, act_dim, args.learn_std).to(device)
+    value_net = mlp(state_dim + 2, 1, 64, nn.Tanh).to(device)
+    vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    imitation_optimizer = torch.optim.Adam(trainable, lr=args.imitation_lr)
+    gan = GoalGAN(goal_low, goal_high, args.gan_noise_dim).to(device)
+    d_optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=args.gan_lr)
+    g_optimizer = torch.optim.Adam(gan.generator.parameters(), lr=args.gan_lr)
+    bt_model = BacktrackingModel(state_dim, 2, act_dim).to(device)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
+    bt_buffer = TransitionBuffer(args.bt_buffer_size, state_dim, 2, act_dim, device)
+    grid_goals = maze.feasible_goals(args.coverage_spacing)
+
+    def to_tensor(x):
+        return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+    def policy_obs(states, goals):
+        return obs_normaliser(torch.cat([states, goals.expand(states.shape[:-1] + (2,))], -1))
+
+    def act(states, goals):  # the policy as it acts; the env clips the action to its bounds
+        with torch.no_grad():
+            return policy(policy_obs(to_tensor(states), to_tensor(goals))).sample().cpu().numpy()
+
+    def evaluate_coverage(iteration):
+        success = goal_success_rates(env_list, act, grid_goals, args.coverage_episodes, max_steps)
+        writer.add_scalar("charts/coverage", success.mean(), global_step)
+        writer.add_scalar("charts/iteration", iteration, global_step)
+        heatmap = coverage_heatmap(maze, grid_goals, success, args.coverage_spacing)
+        writer.add_image("charts/coverage_heatmap", heatmap, global_step, dataformats="HWC")
+        print(f"iteration={iteration} global_step={global_step} coverage={success.mean():.2f}")
+        return success, heatmap
+
+    global_step, start_time, iteration = 0, time.time(), 0
+    old_goals = np.zeros((0, 2))
+    try:
+        # Goal GAN's initialisation: the GAN learns the positions the initial policy visits, all labelled good
+        init = run_episodes(env_list, act, np.stack([maze.sample_goal() for _ in range(args.init_episodes)]), max_steps)
+        global_step += int(init["valid"].sum())
+        visited = to_tensor(init["next_states"][init["valid"] == 1][:, :2])
+        train_gan(
+            gan,
+            d_optimizer,
+            g_optimizer,
+            visited,
+            torch.ones(len(visited), device=device),
+            args.gan_steps,
+            args.gan_batch_size,
+        )
+        evaluate_coverage(0)
+
+        while global_step < args.total_timesteps:
+            iteration += 1
+            # Goal GAN: new goals from the generator (with exploration noise), old good goals replayed
+            with torch.no_grad():
+                new_goals = gan.generate(args.num_new_goals).cpu().numpy()
+            new_goals = np.clip(new_goals + args.goal_noise_std * rng.standard_normal(new_goals.shape), goal_low, goal_high)
+            replay = old_goals[rng.integers(len(old_goals), size=args.num_old_goals)] if len(old_goals) else old_goals
+            goals = np.concatenate([new_goals, replay])
+            # Algorithm 2, lines 2-3: recall traces start at the generator's goals decoded into robot states (the
+            # decoder needs a place the robot can be, so goals inside or against a wall are left out)
+            trace_goals = new_goals[maze.is_free(new_goals, maze.robot_radius)]
+            episode_goal_idx = rng.permutation(np.repeat(np.arange(len(goals)), args.episodes_per_goal))
+            episode_goals = goals[episode_goal_idx]
+            successes = np.zeros(len(episode_goals))
+            for chunk in np.array_split(np.arange(len(episode_goals)), args.inner_iters):
+                # Algorithm 1, lines 4-5: execute the policy on this TRPO iteration's share of the episodes
+                batch = run_episodes(env_list, act, episode_goals[chunk], max_steps)
+                successes[chunk] = batch["success"]
+                global_step += int(batch["valid"].sum())
+                b = {key: to_tensor(x) for key, x in batch.items()}
+                b_goals = to_tensor(episode_goals[chunk]).expand(max_steps, -1, -1)
+                with torch.no_grad():
+                    obs, next_obs = policy_obs(b["states"], b_goals), policy_obs(b["next_states"], b_goals)
+                    values, next_values = value_net(obs).squeeze(-1), value_net(next_obs).squeeze(-1)
+                    advantages = compute_gae(
+                        b["rewards"], values, next_values, b["terminations"], b["dones"], args.gamma, args.gae_lambda
+                    )
+                    returns = advantages + values
+                keep = b["valid"] == 1  # the padding after an episode ended is not a step
+                b_obs, b_actions, b_returns = obs[keep], b["actions"][keep], returns[keep]
+                b_advantages = (advantages[keep] - advantages[keep].mean()) / (advantages[keep].std() + 1e-8)
+
+                # Algorithm 1, line 7: the TRPO step, then the value network
+                stats = trpo_step(policy, b_obs, b_actions, b_advantages, args)
+                for _ in range(args.vf_epochs):
+                    for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
+                        value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
+                        vf_optimizer.zero_grad()
+                        value_loss.backward()
+                        vf_optimizer.step()
+                obs_normaliser.update(torch.cat([b["states"], b_goals], -1)[keep])
+
+                if args.recall:
+                    # App. D: the backtracking model learns from the trajectories that reached their goals
+                    reached = keep & (b["success"] == 1)
+                    clipped = torch.clamp(b["actions"][reached], low, high)  # what the env executed
+                    bt_buffer.add(
+                        states=b["states"][reached],
+                        goals=b_goals[reached],
+                        actions=clipped,
+                        next_states=b["next_states"][reached],
+                    )
+                if args.recall and bt_buffer.size > 0 and len(trace_goals) > 0:
+                    n = bt_buffer.size
+                    d = {key: x[:n] for key, x in bt_buffer.data.items()}
+                    next_obs_g = torch.cat([d["next_states"], d["goals"]], -1)
+                    bt_model.set_normaliser(next_obs_g, d["actions"], d["states"] - d["next_states"])
+                    # Algorithm 1, lines 8-9: maximum likelihood of the backtracking model (Eq. 2)
+                    for _ in range(args.bt_updates):
+                        mb = torch.randint(n, (args.bt_batch_size,), device=device)
+                        nlls = bt_model.nll(d["states"][mb], d["goals"][mb], d["actions"][mb], d["next_states"][mb])
+                        bt_optimizer.zero_grad()
+                        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+                        bt_optimizer.step()
+                    # Algorithm 2 (gen_state): g ~ GAN, s = D(g); Algorithm 1, line 11: traces back from s, goal g
+                    pick = rng.integers(len(trace_goals), size=args.num_traces * args.imitation_updates)
+                    targets = to_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]))
+                    target_goals = to_tensor(trace_goals[pick])
+                    with torch.no_grad():
+                        trace_states, trace_actions = generate_recall_traces(bt_model, targets, target_goals, args.trace_len)
+                        trace_obs = policy_obs(trace_states, target_goals)
+                        trace_actions = torch.clamp(trace_actions, low, high)
+                        before_imitation = policy(b_obs)
+                    # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3), outside the trust region
+                    for k in range(args.imitation_updates):
+                        part = slice(k * args.num_traces, (k + 1) * args.num_traces)
+                        imit_loss = -policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
+                        imitation_optimizer.zero_grad()
+                        imit_loss.backward()
+                        imitation_optimizer.step()
+                    with torch.no_grad():
+                        imitation_kl = mean_kl(before_imitation, policy(b_obs))
+                        bt_nlls = bt_model.nll(d["states"], d["goals"], d["actions"], d["next_states"])
+                        target_value = value_net(policy_obs(targets, target_goals)).mean()
+                        in_maze = maze.is_free(trace_states[..., :2].cpu().numpy())
+                    writer.add_scalar("recall/bt_action_nll", bt_nlls["bt_action_nll"].item(), global_step)
+                    writer.add_scalar("recall/bt_state_nll", bt_nlls["bt_state_nll"].item(), global_step)
+                    if args.imitation_updates > 0:
+                        writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
+                    writer.add_scalar("recall/imitation_kl", imitation_kl.item(), global_step)
+                    writer.add_scalar("recall/trace_len", args.trace_len, global_step)
+                    writer.add_scalar("recall/target_value", target_value.item(), global_step)
+                    writer.add_scalar("recall/trace_validity", in_maze.mean(), global_step)  # positions off the walls
+                    writer.add_scalar("recall/buffer_size", n, global_step)
+
+                episode_return = b["rewards"].sum(0)
+                writer.add_scalar("charts/episodic_return", episode_return.mean().item(), global_step)
+                writer.add_scalar("charts/episodic_length", b["valid"].sum(0).mean().item(), global_step)
+                writer.add_scalar("charts/success_rate", b["success"].mean().item(), global_step)
+                writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+                entropy = (policy.log_std + 0.5 * np.log(2 * np.pi * np.e)).sum()  # the same in every state
+                writer.add_scalar("losses/entropy", entropy.item(), global_step)
+                for name, value in stats.items():
+                    writer.add_scalar(f"losses/{name}", value, global_step)
+                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+
+            # Goal GAN: label the goals by their success rate, train the GAN on them, keep the good ones for replay
+            per_goal = successes[np.argsort(episode_goal_idx, kind="stable")].reshape(len(goals), args.episodes_per_goal)
+            labels = label_goals(per_goal, args.r_min, args.r_max)
+            d_loss, g_loss = train_gan(
+                gan,
+                d_optimizer,
+                g_optimizer,
+                to_tensor(goals),
+                to_tensor(labels),
+                args.gan_steps,
+                args.gan_d_steps,
+                args.gan_batch_size,
+            )
+            old_goals = add_distinct(old_goals, goals[labels == 1], args.old_goal_min_dist)
+            writer.add_scalar("losses/gan_d_loss", d_loss, global_step)
+            writer.add_scalar("losses/gan_g_loss", g_loss, global_step)
+            writer.add_scalar("charts/good_goal_frac", labels[: args.num_new_goals].mean(), global_step)
+            writer.add_scalar("charts/old_goals", len(old_goals), global_step)
+            if iteration % args.coverage_every == 0 and global_step < args.total_timesteps:  # the last one follows
+                evaluate_coverage(iteration)
+
+        # the end: coverage of the final policy, its return over the grid goals, the heatmap as a PNG
+        success, heatmap = evaluate_coverage(iteration)
+        writer.add_scalar("eval/episodic_return", success.mean(), global_step)  # reward 1 on reaching the goal
+        from PIL import Image  # installed with gymnasium[mujoco] (imageio) and used by tensorboard images
+
+        Image.fromarray(heatmap).save(f"runs/{run_name}/coverage.png")
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
+    finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
+        if args.save_model:
+            model_path = f"runs/{run_name}/{args.exp_name}.pt"
+            nets = {
+                "policy": policy,
+                "value_net": value_net,
+                "obs_normaliser": obs_normaliser,
+                "gan": gan,
+                "bt_model": bt_model,
+            }
+            torch.save({**{name: net.state_dict() for name, net in nets.items()}, "args": vars(args)}, model_path)
+            print(f"model saved to {model_path}")
+        for env in env_list:
+            env.close()
+        writer.close()

@@ -1,0 +1,202 @@
+"""goalgan_recall_umaze.py: goal labels, the LSGAN, coverage, the episode batch, the backtracking model's goal, the
+command line."""
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from goalgan_recall_umaze import (
+    BacktrackingModel,
+    GoalGAN,
+    add_distinct,
+    generate_recall_traces,
+    goal_success_rates,
+    label_goals,
+    run_episodes,
+    train_gan,
+)
+from helpers import assert_refused, assert_same_seed_same_numbers, run_script, scalars
+
+SCRIPT = "goalgan_recall_umaze.py"
+run_goalgan = partial(run_script, SCRIPT)
+
+
+def test_goals_of_intermediate_difficulty_are_labelled_one():
+    successes = [[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 0, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    np.testing.assert_array_equal(label_goals(successes, 0.1, 0.9), [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(label_goals(successes, 0.3, 0.7), [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(label_goals([[1, 0], [1, 1], [0, 0]], 0.1, 0.9), [1, 0, 0])  # two episodes a goal
+
+
+def test_lsgan_learns_a_two_dimensional_target_set():
+    """Goals spread uniformly over the maze's box, labelled good inside a disc of radius 1 at (3, 3) (9% of the
+    box): after training, the generator's goals lie in (or just around) the disc and spread over it. With one
+    discriminator step per generator step instead of five, the generator collapses onto a small patch."""
+    low, high = np.array([-1.0, -1.0]), np.array([5.0, 5.0])
+
+    def train(d_steps):
+        torch.manual_seed(0)
+        goals = torch.rand(2000, 2) * 6.0 - 1.0
+        labels = ((goals - 3.0).norm(dim=1) <= 1.0).float()
+        gan = GoalGAN(low, high, noise_dim=4)
+        d_optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=1e-3)
+        g_optimizer = torch.optim.Adam(gan.generator.parameters(), lr=1e-3)
+        train_gan(gan, d_optimizer, g_optimizer, goals, labels, steps=300, d_steps=d_steps, batch_size=128)
+        with torch.no_grad():
+            return gan.generate(1000)
+
+    generated = train(d_steps=5)
+    assert ((generated >= -1.0) & (generated <= 5.0)).all()  # squashed into the box
+    assert ((generated - 3.0).norm(dim=1) <= 1.25).float().mean() >= 0.8
+    assert generated.std(0).min() >= 0.25  # a uniform disc has std 0.5
+    assert train(d_steps=1).std(0).min() < 0.15
+
+
+def test_add_distinct_keeps_goals_apart():
+    kept = add_distinct(np.zeros((0, 2)), np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0], [1.0, 0.25]]), 0.3)
+    np.testing.assert_array_equal(kept, [[0.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(add_distinct(kept, np.array([[0.0, 0.29], [2.0, 2.0]]), 0.3)[2:], [[2.0, 2.0]])
+
+
+def point_envs(n):
+    env_list = [gym.make("PointUMaze-v0") for _ in range(n)]
+    for i, env in enumerate(env_list):
+        env.reset(seed=i)
+    return env_list
+
+
+def stay_put(states, goals):
+    return np.zeros((len(states), 2))
+
+
+def follow_the_u(states, goals):
+    """A hand-written controller for the point mass: straight to the goal when robot and goal are in the same arm
+    of the U (bottom, right, top), else to the corner of the U on the way."""
+    pos, vel, goals = states[:, :2], states[:, 2:], np.asarray(goals)
+
+    def arms(xy):  # (n, 3): in the bottom arm, the right arm, the top arm (away from the middle wall)
+        return np.stack([xy[:, 1] <= 0.5, xy[:, 0] >= 3.5, xy[:, 1] >= 3.5], 1)
+
+    shared = (arms(pos) & arms(goals)).any(1)
+    corner = np.where((goals[:, 1] <= 0.5)[:, None], [4.0, 0.0], [4.0, 4.0])
+    corner = np.where((pos[:, 1] <= 0.5)[:, None] & ~shared[:, None], [4.0, 0.0], corner)
+    corner = np.where((pos[:, 1] >= 3.5)[:, None] & ~shared[:, None], [4.0, 4.0], corner)
+    target = np.where(shared[:, None], goals, corner)
+    return np.clip(2.0 * (target - pos) - 0.2 * vel, -1.0, 1.0)
+
+
+def test_coverage_of_a_policy_that_always_succeeds_and_of_one_that_never_moves():
+    env_list = point_envs(20)
+    maze = env_list[0].unwrapped
+    grid = maze.feasible_goals(0.5)
+    assert goal_success_rates(env_list, follow_the_u, grid, 2, 200).mean() == 1.0  # every feasible goal in time
+    # from the start, within 0.1 of (0, 0), only the grid goal at (0, 0) lies within goal_eps = 0.3
+    rates = goal_success_rates(env_list, stay_put, grid, 2, 200)
+    np.testing.assert_array_equal(rates, np.all(grid == 0.0, axis=1))
+
+
+def test_episode_batch_pads_after_the_end_and_marks_success_and_truncation():
+    env_list = point_envs(2)
+    goals = np.array([[0.0, 0.0], [4.0, 4.0], [0.0, 4.0]])  # reached at once, never reached, never reached
+    batch = run_episodes(env_list, stay_put, goals, 200)  # three episodes on two envs: two waves
+    assert batch["states"].shape == (200, 3, 4) and batch["actions"].shape == (200, 3, 2)
+    np.testing.assert_array_equal(batch["valid"].sum(0), [1, 200, 200])
+    np.testing.assert_array_equal(batch["success"], [True, False, False])
+    np.testing.assert_array_equal(batch["terminations"].sum(0), [1, 0, 0])  # reaching the goal terminates
+    assert batch["dones"][0, 0] == 1 and batch["dones"][199, 1] == batch["dones"][199, 2] == 1  # time limit
+    assert batch["dones"][:199, 1:].sum() == 0
+    np.testing.assert_array_equal(batch["rewards"].sum(0), [1, 0, 0])
+    # each step's next state is the following step's state within an episode
+    np.testing.assert_array_equal(batch["next_states"][:-1, 1:], batch["states"][1:, 1:])
+
+
+def test_the_backtracking_model_listens_to_the_goal():
+    """Transitions whose action is the goal (a_t = g + noise) and whose step back is -0.1 a_t: trained on them, the
+    traces from one state for two goals take each its own goal's actions and walk back along it."""
+    torch.manual_seed(0)
+    goals = torch.rand(20_000, 2) * 2.0 - 1.0
+    actions = goals + 0.1 * torch.randn(20_000, 2)
+    next_states = torch.randn(20_000, 2)
+    states = next_states - 0.1 * actions + 0.01 * torch.randn(20_000, 2)
+    model = BacktrackingModel(2, 2, 2)
+    model.set_normaliser(torch.cat([next_states, goals], -1), actions, states - next_states)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(600):
+        idx = torch.randint(len(goals), (256,))
+        nlls = model.nll(states[idx], goals[idx], actions[idx], next_states[idx])
+        optimizer.zero_grad()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+        optimizer.step()
+    with torch.no_grad():
+        two_goals = torch.tensor([[0.8, -0.8], [-0.8, 0.8]]).repeat_interleave(500, 0)
+        trace_states, trace_actions = generate_recall_traces(model, torch.zeros(1000, 2), two_goals, 5)
+    assert trace_states.shape == (5, 1000, 2) and trace_actions.shape == (5, 1000, 2)
+    for half, goal in ((slice(0, 500), [0.8, -0.8]), (slice(500, 1000), [-0.8, 0.8])):
+        # actions are sampled with variance 1 in normalised units: their mean follows the goal
+        torch.testing.assert_close(trace_actions[:, half].mean((0, 1)), torch.tensor(goal), rtol=0, atol=0.1)
+        torch.testing.assert_close(trace_states[-1, half].mean(0), -0.5 * torch.tensor(goal), rtol=0, atol=0.1)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "Hopper-v4"], "Hopper-v4 is not a U-Maze env"),
+        (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
+        (["--trace-len", "0"], "--trace-len must be >= 1"),
+        (["--r-min", "0.9", "--r-max", "0.1"], "--r-min and --r-max need 0 <= r_min < r_max <= 1"),
+    ],
+)
+def test_bad_arguments_get_one_line(tmp_path, flags, message):
+    assert_refused(run_goalgan(tmp_path, *flags), message, tmp_path)
+
+
+SMOKE = ["--total-timesteps", "1", "--num-new-goals", "20", "--num-old-goals", "10", "--init-episodes", "10"]
+SMOKE += ["--gan-steps", "20", "--coverage-spacing", "1.0", "--coverage-episodes", "1", "--num-envs", "30"]
+SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/success_rate"]
+SHARED_TAGS += ["charts/coverage", "charts/iteration", "charts/good_goal_frac", "eval/episodic_return"]
+SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/kl", "losses/gan_d_loss"]
+RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
+RECALL_TAGS += ["recall/trace_len", "recall/target_value", "recall/trace_validity"]
+
+
+@pytest.mark.parametrize("env_id, trace_len", [("PointUMaze-v0", 20), ("AntUMaze-v0", 50)])
+@pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
+def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
+    """One Goal GAN iteration of each variant on each robot, with App. D's trace length."""
+    flags = [*SMOKE, "--env-id", env_id, recall, "--save-model"]
+    if env_id.startswith("Ant"):  # an Ant step costs 20 point-mass steps: fewer, shorter-lived goals
+        flags += ["--num-new-goals", "4", "--num-old-goals", "0", "--init-episodes", "2", "--inner-iters", "2"]
+        flags += ["--coverage-spacing", "2.0"]
+    result = run_goalgan(tmp_path, *flags)
+    assert result.returncode == 0, result.stderr
+    run_dir, events, logged = scalars(tmp_path)
+    for tag in SHARED_TAGS:
+        assert tag in logged, tag
+    assert logged["charts/iteration"] == [0, 1]  # the coverage before training and after the one iteration
+    assert all(0.0 <= c <= 1.0 for c in logged["charts/coverage"])
+    assert "charts/coverage_heatmap" in events.Tags()["images"] and (run_dir / "coverage.png").stat().st_size > 0
+    recall_logged = [tag for tag in logged if tag.startswith("recall/")]
+    if recall == "--recall" and env_id.startswith("Point"):  # the point mass reaches a few goals, the Ant may not
+        assert set(RECALL_TAGS) <= set(recall_logged)
+        assert logged["recall/trace_len"][-1] == trace_len
+    if recall == "--no-recall":
+        assert not recall_logged
+    checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
+    assert {"policy", "value_net", "obs_normaliser", "gan", "bt_model", "args"} <= checkpoint.keys()
+
+
+def test_same_seed_same_numbers(tmp_path):
+    tags = ["charts/episodic_return", "charts/coverage", "losses/kl", "losses/gan_d_loss", "recall/bt_state_nll"]
+    assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
+
+
+def test_one_iteration_of_goal_gan_widens_the_coverage(tmp_path):
+    """Seed 1, the defaults, one Goal GAN iteration (about 30k steps): the noisy initial policy reaches a tenth of
+    the grid goals, the trained one a third."""
+    result = run_goalgan(tmp_path, "--total-timesteps", "20000", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    coverage = scalars(tmp_path)[2]["charts/coverage"]
+    assert coverage[0] <= 0.2 and coverage[-1] >= 0.3
