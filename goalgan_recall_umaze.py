@@ -71,6 +71,9 @@ class Args:
     """a goal is of intermediate difficulty when r_min <= its success rate <= r_max"""
     r_max: float = 0.9
     """see r_min"""
+    add_visited_goals: bool = True
+    """if toggled, positions the policy visited in training also join the replay list (Goal GAN's code does this,
+    its paper does not say); without them the GAN can lose every goal of intermediate difficulty and stall"""
     old_goal_min_dist: float = 0.3
     """a good goal joins the replay list only if it is this far from every goal already there"""
     gan_noise_dim: int = 4
@@ -168,9 +171,12 @@ def check_args(args: Args):
     except Exception as e:  # an unknown id, a missing module or package
         return f"--env-id {args.env_id!r} cannot be made: {e}"
     is_umaze = isinstance(env.unwrapped, UMazeEnv)
+    grid = env.unwrapped.feasible_goals(args.coverage_spacing) if is_umaze else None
     env.close()
     if not is_umaze:
         return f"{args.env_id} is not a U-Maze env; this script needs PointUMaze-v0 or AntUMaze-v0"
+    if len(grid) == 0:
+        return f"--coverage-spacing {args.coverage_spacing} puts no feasible goal of {args.env_id} on the grid"
     return None
 
 
@@ -594,15 +600,8 @@ if __name__ == "__main__":
         init = run_episodes(env_list, act, np.stack([maze.sample_goal() for _ in range(args.init_episodes)]), max_steps)
         global_step += int(init["valid"].sum())
         visited = to_tensor(init["next_states"][init["valid"] == 1][:, :2])
-        train_gan(
-            gan,
-            d_optimizer,
-            g_optimizer,
-            visited,
-            torch.ones(len(visited), device=device),
-            args.gan_steps,
-            args.gan_batch_size,
-        )
+        gan_schedule = (args.gan_steps, args.gan_d_steps, args.gan_batch_size)
+        train_gan(gan, d_optimizer, g_optimizer, visited, torch.ones(len(visited), device=device), *gan_schedule)
         evaluate_coverage(0)
 
         while global_step < args.total_timesteps:
@@ -618,11 +617,12 @@ if __name__ == "__main__":
             trace_goals = new_goals[maze.is_free(new_goals, maze.robot_radius)]
             episode_goal_idx = rng.permutation(np.repeat(np.arange(len(goals)), args.episodes_per_goal))
             episode_goals = goals[episode_goal_idx]
-            successes = np.zeros(len(episode_goals))
+            successes, visited = np.zeros(len(episode_goals)), []
             for chunk in np.array_split(np.arange(len(episode_goals)), args.inner_iters):
                 # Algorithm 1, lines 4-5: execute the policy on this TRPO iteration's share of the episodes
                 batch = run_episodes(env_list, act, episode_goals[chunk], max_steps)
                 successes[chunk] = batch["success"]
+                visited.append(batch["next_states"][batch["valid"] == 1][:, :2])
                 global_step += int(batch["valid"].sum())
                 b = {key: to_tensor(x) for key, x in batch.items()}
                 b_goals = to_tensor(episode_goals[chunk]).expand(max_steps, -1, -1)
@@ -714,17 +714,13 @@ if __name__ == "__main__":
             # Goal GAN: label the goals by their success rate, train the GAN on them, keep the good ones for replay
             per_goal = successes[np.argsort(episode_goal_idx, kind="stable")].reshape(len(goals), args.episodes_per_goal)
             labels = label_goals(per_goal, args.r_min, args.r_max)
-            d_loss, g_loss = train_gan(
-                gan,
-                d_optimizer,
-                g_optimizer,
-                to_tensor(goals),
-                to_tensor(labels),
-                args.gan_steps,
-                args.gan_d_steps,
-                args.gan_batch_size,
-            )
+            d_loss, g_loss = train_gan(gan, d_optimizer, g_optimizer, to_tensor(goals), to_tensor(labels), *gan_schedule)
             old_goals = add_distinct(old_goals, goals[labels == 1], args.old_goal_min_dist)
+            if args.add_visited_goals:  # as many as the new goals, drawn from all the positions visited
+                visited = np.concatenate(visited)
+                old_goals = add_distinct(
+                    old_goals, visited[rng.integers(len(visited), size=args.num_new_goals)], args.old_goal_min_dist
+                )
             writer.add_scalar("losses/gan_d_loss", d_loss, global_step)
             writer.add_scalar("losses/gan_g_loss", g_loss, global_step)
             writer.add_scalar("charts/good_goal_frac", labels[: args.num_new_goals].mean(), global_step)
