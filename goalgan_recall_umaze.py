@@ -56,7 +56,7 @@ class Args:
     """environments stepped together; the episodes of an iteration run num_envs at a time"""
 
     # base algorithm: Goal GAN (Florensa et al. 2018), its policy trained by TRPO with GAE
-    total_timesteps: int = 2_000_000
+    total_timesteps: int = 1_500_000
     """real environment steps of training (coverage evaluations are not counted); stops after the Goal GAN
     iteration that passes it"""
     num_new_goals: int = 200
@@ -560,7 +560,7 @@ if __name__ == "__main__":
     goal_low, goal_high = maze.observation_space["desired_goal"].low, maze.observation_space["desired_goal"].high
     low = torch.as_tensor(maze.action_space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(maze.action_space.high, dtype=torch.float32, device=device)
-    obs_normaliser = RunningNormaliser(state_dim + 2).to(device)
+    obs_normaliser = RunningNormaliser(state_dim).to(device)
     policy = GaussianPolicy(state_dim + 2, act_dim, args.learn_std).to(device)
     value_net = mlp(state_dim + 2, 1, 64, nn.Tanh).to(device)
     vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
@@ -577,8 +577,13 @@ if __name__ == "__main__":
     def to_tensor(x):
         return torch.as_tensor(x, dtype=torch.float32, device=device)
 
+    goal_center, goal_half_range = to_tensor((goal_high + goal_low) / 2), to_tensor((goal_high - goal_low) / 2)
+
     def policy_obs(states, goals):
-        return obs_normaliser(torch.cat([states, goals.expand(states.shape[:-1] + (2,))], -1))
+        """The robot state by running statistics; the goal by the maze's box, into [-1, 1]. Running statistics of
+        the goals would follow the goals trained on so far and throw every other goal far outside them."""
+        goals = (goals - goal_center) / goal_half_range
+        return torch.cat([obs_normaliser(states), goals.expand(states.shape[:-1] + (2,))], -1)
 
     def act(states, goals):  # the policy as it acts; the env clips the action to its bounds
         with torch.no_grad():
@@ -645,7 +650,7 @@ if __name__ == "__main__":
                         vf_optimizer.zero_grad()
                         value_loss.backward()
                         vf_optimizer.step()
-                obs_normaliser.update(torch.cat([b["states"], b_goals], -1)[keep])
+                obs_normaliser.update(b["states"][keep])
 
                 if args.recall:
                     # App. D: the backtracking model learns from the trajectories that reached their goals
@@ -670,7 +675,8 @@ if __name__ == "__main__":
                         (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
                         bt_optimizer.step()
                     # Algorithm 2 (gen_state): g ~ GAN, s = D(g); Algorithm 1, line 11: traces back from s, goal g
-                    pick = rng.integers(len(trace_goals), size=args.num_traces * args.imitation_updates)
+                    n_traces = args.num_traces * max(args.imitation_updates, 1)  # the diagnostics need some
+                    pick = rng.integers(len(trace_goals), size=n_traces)
                     targets = to_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]))
                     target_goals = to_tensor(trace_goals[pick])
                     with torch.no_grad():
