@@ -185,7 +185,8 @@ def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
     if recall == "--recall" and recall_logged:  # the point mass reaches a few goals in one iteration, the Ant may not
         assert set(RECALL_TAGS) <= set(recall_logged)
         assert logged["recall/trace_len"][-1] == trace_len
-    assert recall_logged or env_id.startswith("Ant")
+    if recall == "--recall":
+        assert recall_logged or env_id.startswith("Ant")
     if recall == "--no-recall":
         assert not recall_logged
     checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
@@ -197,10 +198,11 @@ def test_same_seed_same_numbers(tmp_path):
     assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
 
 
-def test_one_iteration_of_goal_gan_widens_the_coverage(tmp_path):
-    """Seed 1, the defaults, one Goal GAN iteration (about 30k steps): the noisy initial policy reaches a tenth of
-    the grid goals, the trained one a third."""
-    result = run_goalgan(tmp_path, "--total-timesteps", "20000", "--seed", "1")
+def test_goal_gan_widens_the_coverage(tmp_path):
+    """Seed 1, plain Goal GAN with its defaults, three iterations (about 110k steps): the noisy initial policy reaches
+    a tenth of the grid goals, the trained one more than a third (0.39 when this test was written)."""
+    result = run_goalgan(tmp_path, "--total-timesteps", "100000", "--seed", "1", "--no-recall")
     assert result.returncode == 0, result.stderr
-    coverage = scalars(tmp_path)[2]["charts/coverage"]
-    assert coverage[0] <= 0.2 and coverage[-1] >= 0.3
+    logged = scalars(tmp_path)[2]
+    assert logged["charts/iteration"][-1] == 3
+    assert logged["charts/coverage"][0] <= 0.2 and logged["charts/coverage"][-1] >= 0.3
