@@ -36,23 +36,26 @@ class Args:
     """env steps of every run (default: the script's)"""
     thresholds: tuple[float, ...] = (0.6, 0.9)
     """coverages whose first iteration and env step are reported"""
-    at_iterations: tuple[int, ...] = (5, 10, 20, 40)
+    at_iterations: tuple[int, ...] = (5, 10, 15, 20)
     """iterations at which the coverage is reported"""
     workers: int = 2
     """runs at a time (one per CPU core)"""
     out_dir: str = "benchmark/out/goalgan"
     """where the runs and results.md go, emptied first"""
+    report_only: bool = False
+    """if toggled, only read the runs already in out_dir and print their tables"""
 
 
-def run(flags, cwd):
-    """One run of the script in cwd; returns its coverage curve [(iteration, env step, coverage)] and final SPS."""
-    cwd.mkdir(parents=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "goalgan_recall_umaze.py"), *flags], cwd=cwd, env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{flags} failed:\n{result.stderr}")
+def run(flags, cwd, report_only):
+    """One run of the script in cwd (unless report_only); returns its coverage curve [(iteration, env step,
+    coverage)] and final SPS."""
+    if not report_only:
+        cwd.mkdir(parents=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, str(ROOT / "goalgan_recall_umaze.py"), *flags]
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{flags} failed:\n{result.stderr}")
     (run_dir,) = (cwd / "runs").iterdir()
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
     curve = [
@@ -67,25 +70,27 @@ def first_reaching(curve, threshold):
     return next(((it, step) for it, step, c in curve if c >= threshold), None)
 
 
-def summary(values, fmt="{:.0f}"):
-    """median (min - max) of the runs; runs that never got there count as infinitely late and are marked."""
+def summary(values, fmt="{:.0f}", missing_word="not reached"):
+    """median (min - max) of the runs; a run without a value (None) counts as infinitely late and is counted."""
     values = np.array([np.inf if v is None else v for v in values], dtype=float)
     missing = int(np.isinf(values).sum())
+    if missing == len(values):
+        return f"{missing_word} ({missing} of {missing})"
     text = f"{fmt.format(np.median(values))} ({fmt.format(values.min())} - {fmt.format(values.max())})"
-    text = text.replace("inf", "never")
-    return text + (f", {missing} never" if missing else "")
+    return text.replace("inf", missing_word) + (f"; {missing} {missing_word}" if missing else "")
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
     out_dir = Path(args.out_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)
+    if not args.report_only:
+        shutil.rmtree(out_dir, ignore_errors=True)
     budget = ["--total-timesteps", str(args.total_timesteps)] if args.total_timesteps else []
     jobs = [(name, seed) for name in SETTINGS for seed in args.seeds]
 
     def job(name, seed):
         flags = ["--env-id", args.env_id, "--seed", str(seed), *budget, *SETTINGS[name][1]]
-        return run(flags, out_dir / name / f"seed{seed}")
+        return run(flags, out_dir / name / f"seed{seed}", args.report_only)
 
     with ThreadPoolExecutor(args.workers) as pool:
         results = dict(zip(jobs, pool.map(lambda j: job(*j), jobs), strict=True))
@@ -104,7 +109,10 @@ if __name__ == "__main__":
         final = summary([curve[-1][2] for curve, _ in runs], "{:.2f}")
         iterations, sps = summary([curve[-1][0] for curve, _ in runs]), int(np.median([s for _, s in runs]))
         lines.append(f"| {label} | {len(args.seeds)} | {' | '.join(cells)} | {final} | {iterations} | {sps} |")
-        at = [summary([dict((it, c) for it, _, c in curve).get(i) for curve, _ in runs], "{:.2f}") for i in args.at_iterations]
+        at = [
+            summary([dict((it, c) for it, _, c in curve).get(i) for curve, _ in runs], "{:.2f}", "not run")
+            for i in args.at_iterations
+        ]
         curves.append(f"| {label} | {' | '.join(at)} |")
     table = "\n".join(lines) + "\n\n" + "\n".join(curves)
     print(table)
