@@ -307,16 +307,19 @@ def generate_recall_traces(bt_model, targets, trace_len):
     From s_{t+1}: a_t ~ q(a_t|s_{t+1}), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}), s_t = s_{t+1} + delta_s_t, each
     sampled in normalised units and un-normalised before use (App. C). Returns states (trace_len, N, obs_dim)
     and actions (trace_len, N, act_dim) in the env's units; step t holds the pair t steps before the target.
+    Each state is kept within 10 standard deviations of the model's training states: long traces (50 steps on
+    Ant) can otherwise run off to infinity, and one infinite state turns the actor's parameters into NaN.
     """
     states, actions = [], []
     next_obs = targets
+    low, high = bt_model.obs_mean - 10 * bt_model.obs_std, bt_model.obs_mean + 10 * bt_model.obs_std
     for _ in range(trace_len):
         s_next = (next_obs - bt_model.obs_mean) / bt_model.obs_std
         a = bt_model.bt_action_net(s_next)
         a = a + torch.randn_like(a)  # variance fixed to 1
         delta_mean = bt_model.bt_state_net(torch.cat([s_next, a], -1))
         delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
-        obs = next_obs + delta * bt_model.delta_std + bt_model.delta_mean
+        obs = torch.clamp(next_obs + delta * bt_model.delta_std + bt_model.delta_mean, low, high)
         states.append(obs)
         actions.append(a * bt_model.action_std + bt_model.action_mean)
         next_obs = obs

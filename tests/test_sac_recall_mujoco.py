@@ -96,6 +96,7 @@ def test_traces_are_batched_and_unnormalised():
         model.delta_std.copy_(torch.tensor([3.0, 3.0, 3.0]))
         model.action_mean.copy_(torch.tensor([1.0, -2.0]))
         model.action_std.copy_(torch.tensor([0.5, 4.0]))
+        model.obs_std.fill_(2.0)  # states stay within 10 of these from the mean: 20, and these traces reach 14
         targets = torch.randn(4000, 3)
         states, actions = generate_recall_traces(model, targets, 7)
     assert states.shape == (7, 4000, 3) and actions.shape == (7, 4000, 2)
@@ -103,6 +104,20 @@ def test_traces_are_batched_and_unnormalised():
         torch.testing.assert_close(states[t], targets + (t + 1) * model.delta_mean, rtol=0, atol=1e-4)
     torch.testing.assert_close(actions.flatten(0, 1).mean(0), model.action_mean, rtol=0, atol=0.05)
     torch.testing.assert_close(actions.flatten(0, 1).std(0), model.action_std, rtol=0.02, atol=0)
+
+
+def test_long_traces_stay_finite_and_near_the_training_states():
+    """A model whose every step back adds 1000 standard deviations (a diverging model on a long trace): the trace
+    states are held 10 standard deviations from the training states' mean, and stay finite."""
+    torch.manual_seed(0)
+    model = BacktrackingModel(3, 2)
+    with torch.no_grad():
+        model.bt_state_net[-1].bias.fill_(1000.0)
+        model.obs_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        model.obs_std.copy_(torch.tensor([0.1, 1.0, 10.0]))
+        states, _ = generate_recall_traces(model, torch.zeros(16, 3), 50)
+    assert torch.isfinite(states).all()
+    torch.testing.assert_close(states[-1], (model.obs_mean + 10 * model.obs_std).expand(16, 3))
 
 
 class CounterEnv(gym.Env):
