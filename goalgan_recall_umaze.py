@@ -142,23 +142,13 @@ class Args:
 
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built."""
-    positive = ("trace_len", "num_traces", "num_envs", "num_new_goals", "episodes_per_goal", "inner_iters")
-    positive += (
-        "gan_noise_dim",
-        "gan_d_steps",
-        "gan_batch_size",
-        "init_episodes",
-        "cg_iters",
-        "line_search_tries",
-        "vf_epochs",
-    )
-    positive += ("vf_minibatch_size", "coverage_every", "coverage_episodes", "bt_buffer_size", "bt_batch_size")
-    for name in positive:
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "num_old_goals", "gan_steps", "bt_updates", "imitation_updates"):
-        if getattr(args, name) < 0:
-            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+    positive = "trace_len num_traces num_envs num_new_goals episodes_per_goal inner_iters gan_noise_dim gan_d_steps"
+    positive += " gan_batch_size init_episodes cg_iters line_search_tries vf_epochs vf_minibatch_size coverage_every"
+    positive += " coverage_episodes bt_buffer_size bt_batch_size"
+    for bound, names in ((1, positive), (0, "total_timesteps num_old_goals gan_steps bt_updates imitation_updates")):
+        for name in names.split():
+            if getattr(args, name) < bound:
+                return f"--{name.replace('_', '-')} must be >= {bound}, got {getattr(args, name)}"
     if not 0.0 <= args.r_min < args.r_max <= 1.0:
         return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
     for name in ("max_kl", "coverage_spacing"):
@@ -745,13 +735,7 @@ if __name__ == "__main__":
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.pt"
-            nets = {
-                "policy": policy,
-                "value_net": value_net,
-                "obs_normaliser": obs_normaliser,
-                "gan": gan,
-                "bt_model": bt_model,
-            }
+            nets = dict(policy=policy, value_net=value_net, obs_normaliser=obs_normaliser, gan=gan, bt_model=bt_model)
             torch.save({**{name: net.state_dict() for name, net in nets.items()}, "args": vars(args)}, model_path)
             print(f"model saved to {model_path}")
         for env in env_list:
