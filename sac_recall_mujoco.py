@@ -478,6 +478,9 @@ if __name__ == "__main__":
                 with torch.no_grad():
                     starts = s_next[targets].repeat(args.imitation_updates, 1)
                     trace_states, trace_actions = generate_recall_traces(bt_model, starts, args.trace_len)
+                    # the share of trace states held at the 10-std bound of generate_recall_traces in some dimension
+                    edge = 10 * bt_model.obs_std * (1 - 1e-5)
+                    trace_clamped = ((trace_states - bt_model.obs_mean).abs() >= edge).any(-1).float().mean()
                 # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3)
                 for chunk in range(args.imitation_updates):
                     part = slice(chunk * len(targets), (chunk + 1) * len(targets))
@@ -506,6 +509,7 @@ if __name__ == "__main__":
                         writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)
                     writer.add_scalar("recall/target_value", target_value.item(), global_step)
+                    writer.add_scalar("recall/trace_clamped_frac", trace_clamped.item(), global_step)
                 if global_step % 10_000 < args.num_envs:
                     print(f"global_step={global_step} SPS={sps}")
 

@@ -204,7 +204,7 @@ SMOKE += ["--bt-sample-size", "400", "--bt-refresh", "300", "--eval-episodes", "
 SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
 SHARED_TAGS += ["losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "losses/entropy"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/heldout_bt_action_nll", "recall/heldout_bt_state_nll"]
-RECALL_TAGS += ["recall/imitation_loss", "recall/trace_len", "recall/target_value"]
+RECALL_TAGS += ["recall/imitation_loss", "recall/trace_len", "recall/target_value", "recall/trace_clamped_frac"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
