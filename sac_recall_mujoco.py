@@ -89,7 +89,8 @@ class Args:
     top_k_frac: float = 0.25
     """fraction of the ranked sample, the most valuable by the critic, that trains the backtracking model"""
     bt_refresh: int = 1000
-    """env steps between two rankings of a fresh sample (the high-value set follows the buffer)"""
+    """env steps between two rankings of a fresh sample (the high-value set follows the buffer; the model's
+    normaliser follows the high-value sets by running statistics)"""
     recall_every: int = 5
     """SAC updates between two recall phases (the paper's unit: 5 SAC steps)"""
     bt_updates: int = 5
@@ -117,6 +118,13 @@ def default_trace_len(env_id):
 
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
+    for name in ("policy_lr", "q_lr", "bt_learning_rate"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if args.imitation_coef < 0:
+        return f"--imitation-coef must be >= 0, got {args.imitation_coef}"
     for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
@@ -240,6 +248,12 @@ class Actor(nn.Module):
         log_std = torch.tanh(self.log_std_head(h))  # squashed into [LOG_STD_MIN, LOG_STD_MAX], as CleanRL does
         return self.mean_head(h), LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
 
+    def base_dist(self, obs):
+        """The Gaussian of u, before the tanh. The KL between two policies is that of their base Gaussians (tanh is
+        a bijection)."""
+        mean, log_std = self(obs)
+        return torch.distributions.Normal(mean, log_std.exp())
+
     def squash(self, u):
         return torch.tanh(u) * self.action_scale + self.action_bias
 
@@ -283,12 +297,21 @@ class BacktrackingModel(nn.Module):
         for name, dim in (("obs", obs_dim), ("action", act_dim), ("delta", obs_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
+        self.register_buffer("count", torch.zeros(()))  # transitions the running statistics have seen
 
-    def set_normaliser(self, next_obs, actions, deltas):
-        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+    def update_normaliser(self, next_obs, actions, deltas):
+        """App. C: normalise with statistics of the training data, here running statistics over every high-value
+        set so far (parallel-variance merge). Refit to each new set alone, the inputs would jump under weights
+        trained on the last set, and the first traces after a refresh would come from a model fed shifted inputs.
+        A floor keeps constant dimensions finite."""
+        n, total = len(next_obs), self.count + len(next_obs)
         for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
-            getattr(self, f"{name}_mean").copy_(x.mean(0))
-            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+            mean, std = getattr(self, f"{name}_mean"), getattr(self, f"{name}_std")
+            shift = x.mean(0) - mean
+            var = (std**2 * self.count + x.var(0, correction=0) * n + shift**2 * self.count * n / total) / total
+            mean.add_(shift * n / total)
+            std.copy_(var.sqrt().clamp(min=1e-3))
+        self.count.fill_(total)
 
     def nll(self, obs, actions, next_obs):
         """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
@@ -301,34 +324,101 @@ class BacktrackingModel(nn.Module):
         return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
 
 
+TRACE_GUARD_STD = 10.0
+
+
+def hold_near_data(states, mean, std):
+    """The trace guard: each trace state is held within TRACE_GUARD_STD standard deviations of the backtracking
+    model's training states. A long trace (50 steps on Ant) can otherwise run off to infinity, and one infinite
+    state turns the policy's parameters into NaN. Returns the held states and which of them the guard moved."""
+    held = torch.clamp(states, mean - TRACE_GUARD_STD * std, mean + TRACE_GUARD_STD * std)
+    return held, (held != states).any(-1)
+
+
 def generate_recall_traces(bt_model, targets, trace_len):
     """Sample recall traces backwards from the target states, all at once (paper 2.1, Algorithm 1 line 11).
 
     From s_{t+1}: a_t ~ q(a_t|s_{t+1}), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}), s_t = s_{t+1} + delta_s_t, each
     sampled in normalised units and un-normalised before use (App. C). Returns states (trace_len, N, obs_dim)
-    and actions (trace_len, N, act_dim) in the env's units; step t holds the pair t steps before the target.
-    Each state is kept within 10 standard deviations of the model's training states: long traces (50 steps on
-    Ant) can otherwise run off to infinity, and one infinite state turns the actor's parameters into NaN.
+    and actions (trace_len, N, act_dim) in the env's units, step t holding the pair t steps before the target,
+    and (trace_len, N) flags of the states the trace guard moved.
     """
-    states, actions = [], []
+    states, actions, guarded = [], [], []
     next_obs = targets
-    low, high = bt_model.obs_mean - 10 * bt_model.obs_std, bt_model.obs_mean + 10 * bt_model.obs_std
     for _ in range(trace_len):
         s_next = (next_obs - bt_model.obs_mean) / bt_model.obs_std
         a = bt_model.bt_action_net(s_next)
         a = a + torch.randn_like(a)  # variance fixed to 1
         delta_mean = bt_model.bt_state_net(torch.cat([s_next, a], -1))
         delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
-        obs = torch.clamp(next_obs + delta * bt_model.delta_std + bt_model.delta_mean, low, high)
+        obs, moved = hold_near_data(
+            next_obs + delta * bt_model.delta_std + bt_model.delta_mean, bt_model.obs_mean, bt_model.obs_std
+        )
         states.append(obs)
         actions.append(a * bt_model.action_std + bt_model.action_mean)
+        guarded.append(moved)
         next_obs = obs
-    return torch.stack(states), torch.stack(actions)
+    return torch.stack(states), torch.stack(actions), torch.stack(guarded)
 
 
 def imitation_loss(actor, states, actions):
     """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
     return -actor.log_prob(states.flatten(0, -2), actions.flatten(0, -2)).mean()
+
+
+def mean_kl(old_dist, new_dist):
+    """Mean KL(old || new) over the states, summed over the action dimensions."""
+    return torch.distributions.kl_divergence(old_dist, new_dist).sum(-1).mean()
+
+
+def rank_replay_sample(rb, value, args, rng, device):
+    """Algorithm 1, line 8: rank a large sample of the buffer (drawn without replacement) by the critic's V(s_{t+1})
+    and keep the top. Terminal next-states (a fallen Hopper) are left out: their value is never trained, so they
+    are neither trace targets nor model targets. Held-out slots are ranked like the rest but never trained on.
+    Returns the training set, the held-out set and the trace targets as a dict of tensors."""
+    slots = rng.choice(rb.size, size=min(args.bt_sample_size, rb.size), replace=False)
+    slots = slots[rb.terminations[slots] == 0]
+    obs, actions, _, next_obs, _ = rb.get(slots, device)
+    with torch.no_grad():
+        values = value(next_obs)
+    train, heldout = high_value_split(slots, values, args.top_k_frac, args.heldout_every)
+    targets = torch.argsort(values, descending=True)[: args.num_traces]
+    data = {"targets": next_obs[targets], "target_value": values[targets].mean()}
+    for prefix, idx in (("", train), ("heldout_", heldout)):
+        data.update({f"{prefix}obs": obs[idx], f"{prefix}actions": actions[idx], f"{prefix}next_obs": next_obs[idx]})
+    return data
+
+
+def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, args):
+    """Algorithm 1, lines 9-13: fit the backtracking model (Eq. 2), sample recall traces back from the targets,
+    take imitation steps on them (Eq. 3). `kl_obs`: real states on which the imitation steps' KL is measured.
+    Returns the diagnostics and the traces (states, actions)."""
+    stats = {}
+    # line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
+    for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
+        batch = torch.randint(len(bt_data["obs"]), (args.bt_batch_size,), device=kl_obs.device)
+        nlls = bt_model.nll(bt_data["obs"][batch], bt_data["actions"][batch], bt_data["next_obs"][batch])
+        bt_optimizer.zero_grad()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+        bt_optimizer.step()
+    # lines 10-11: traces backwards from the highest-value states, one batch for the phase
+    with torch.no_grad():
+        starts = bt_data["targets"].repeat(args.imitation_updates, 1)
+        trace_states, trace_actions, guarded = generate_recall_traces(bt_model, starts, args.trace_len)
+        before = actor.base_dist(kl_obs)
+    stats["trace_clamped_frac"] = guarded.float().mean()
+    # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
+    n = len(bt_data["targets"])
+    for k in range(args.imitation_updates):
+        stats["imitation_loss"] = imitation_loss(
+            actor, trace_states[:, k * n : (k + 1) * n], trace_actions[:, k * n : (k + 1) * n]
+        )
+        actor_optimizer.zero_grad()
+        (args.imitation_coef * stats["imitation_loss"]).backward()
+        actor_optimizer.step()
+    with torch.no_grad():  # how far the imitation steps moved the policy (pre-tanh Gaussians: tanh keeps the KL)
+        stats["imitation_kl"] = mean_kl(before, actor.base_dist(kl_obs))
+    return stats, (trace_states, trace_actions)
 
 
 def soft_q_target(rewards, terminations, next_q, next_log_prob, alpha, gamma):
@@ -399,7 +489,7 @@ if __name__ == "__main__":
         return torch.min(qf1(obs, mean_action), qf2(obs, mean_action))
 
     global_step, sac_updates, start_time = 0, 0, time.time()
-    next_refresh, recalled = 0, False  # when to rank a fresh sample; whether a recall phase has run
+    next_refresh, recall_stats = 0, {}  # when to rank a fresh sample; the last recall phase's diagnostics
     autoreset = np.zeros(args.num_envs, dtype=bool)
     obs, _ = envs.reset(seed=args.seed)
     try:
@@ -423,17 +513,14 @@ if __name__ == "__main__":
                 continue
 
             if args.recall and global_step >= next_refresh:
-                # Algorithm 1, line 8: rank a large sample of the buffer (drawn without replacement) by the critic's
-                # V(s_{t+1}) and keep the top. Held-out slots are ranked like the rest but never trained on.
-                slots = rng.choice(rb.size, size=min(args.bt_sample_size, rb.size), replace=False)
-                s_obs, s_actions, _, s_next, _ = rb.get(slots, device)
-                with torch.no_grad():
-                    values = value(s_next)
-                train, heldout = high_value_split(slots, values, args.top_k_frac, args.heldout_every)
-                targets = torch.argsort(values, descending=True)[: args.num_traces]
-                target_value = values[targets].mean()
-                bt_model.set_normaliser(s_next[train], s_actions[train], s_obs[train] - s_next[train])
+                # Algorithm 1, line 8: the high-value set of the backtracking model, and the trace targets
+                bt_data = rank_replay_sample(rb, value, args, rng, device)
+                bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
                 next_refresh = global_step + args.bt_refresh
+                if recall_stats and len(bt_data["heldout_obs"]):  # the model the next traces come from, on new data
+                    with torch.no_grad():
+                        held = bt_model.nll(bt_data["heldout_obs"], bt_data["heldout_actions"], bt_data["heldout_next_obs"])
+                    writer.add_scalar("recall/refresh_heldout_bt_state_nll", held["bt_state_nll"].item(), global_step)
 
             for _ in range(args.num_envs):  # one gradient step per env step
                 # Algorithm 1, lines 6-7: the SAC update
@@ -465,30 +552,9 @@ if __name__ == "__main__":
                             tp.mul_(1 - args.tau).add_(args.tau * p)
                 sac_updates += 1
 
-                if not args.recall or sac_updates % args.recall_every:
-                    continue
-                # Algorithm 1, line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
-                for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
-                    batch = train[torch.randint(len(train), (args.bt_batch_size,), device=device)]
-                    nlls = bt_model.nll(s_obs[batch], s_actions[batch], s_next[batch])
-                    bt_optimizer.zero_grad()
-                    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-                    bt_optimizer.step()
-                # Algorithm 1, lines 10-11: traces backwards from the highest-value states, one batch for the phase
-                with torch.no_grad():
-                    starts = s_next[targets].repeat(args.imitation_updates, 1)
-                    trace_states, trace_actions = generate_recall_traces(bt_model, starts, args.trace_len)
-                    # the share of trace states held at the 10-std bound of generate_recall_traces in some dimension
-                    edge = 10 * bt_model.obs_std * (1 - 1e-5)
-                    trace_clamped = ((trace_states - bt_model.obs_mean).abs() >= edge).any(-1).float().mean()
-                # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3)
-                for chunk in range(args.imitation_updates):
-                    part = slice(chunk * len(targets), (chunk + 1) * len(targets))
-                    imit_loss = imitation_loss(actor, trace_states[:, part], trace_actions[:, part])
-                    actor_optimizer.zero_grad()
-                    (args.imitation_coef * imit_loss).backward()
-                    actor_optimizer.step()
-                recalled = True
+                if args.recall and sac_updates % args.recall_every == 0:
+                    # Algorithm 1, lines 9-13: backtracking model, recall traces, imitation
+                    recall_stats, _ = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, b_obs, args)
 
             if global_step % 1000 < args.num_envs:
                 sps = int(global_step / (time.time() - start_time))
@@ -498,18 +564,19 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/alpha", alpha, global_step)
                 writer.add_scalar("losses/entropy", -log_pi.mean().item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
-                if recalled:
+                if recall_stats:
                     with torch.no_grad():  # held out: real high-value transitions the model was never trained on
-                        nlls = {"": bt_model.nll(s_obs[train], s_actions[train], s_next[train])}
-                        if len(heldout):
-                            nlls["heldout_"] = bt_model.nll(s_obs[heldout], s_actions[heldout], s_next[heldout])
+                        nlls = {"": bt_model.nll(bt_data["obs"], bt_data["actions"], bt_data["next_obs"])}
+                        if len(bt_data["heldout_obs"]):
+                            nlls["heldout_"] = bt_model.nll(
+                                bt_data["heldout_obs"], bt_data["heldout_actions"], bt_data["heldout_next_obs"]
+                            )
                     for prefix, name in itertools.product(nlls, ("bt_action_nll", "bt_state_nll")):
                         writer.add_scalar(f"recall/{prefix}{name}", nlls[prefix][name].item(), global_step)
-                    if args.imitation_updates > 0:
-                        writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
+                    for name, stat in recall_stats.items():
+                        writer.add_scalar(f"recall/{name}", stat.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)
-                    writer.add_scalar("recall/target_value", target_value.item(), global_step)
-                    writer.add_scalar("recall/trace_clamped_frac", trace_clamped.item(), global_step)
+                    writer.add_scalar("recall/target_value", bt_data["target_value"].item(), global_step)
                 if global_step % 10_000 < args.num_envs:
                     print(f"global_step={global_step} SPS={sps}")
 

@@ -1,5 +1,6 @@
 """sac_recall_mujoco.py: the squashed Gaussian, the backtracking model, the traces, autoreset, the command line."""
 
+import copy
 from functools import partial
 
 import gymnasium as gym
@@ -11,12 +12,15 @@ from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_n
 from helpers import run_script as run_any_script
 from sac_recall_mujoco import (
     Actor,
+    Args,
     BacktrackingModel,
     ReplayBuffer,
     add_real_transitions,
     default_trace_len,
     generate_recall_traces,
     high_value_split,
+    rank_replay_sample,
+    recall_phase,
     soft_q_target,
 )
 
@@ -63,7 +67,7 @@ def test_backtracking_model_fits_a_linear_reverse_dynamics():
 
     model = BacktrackingModel(3, 2)
     obs, actions, next_obs = sample(20_000)
-    model.set_normaliser(next_obs, actions, obs - next_obs)
+    model.update_normaliser(next_obs, actions, obs - next_obs)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(1500):
         idx = torch.randint(len(obs), (256,))
@@ -98,7 +102,7 @@ def test_traces_are_batched_and_unnormalised():
         model.action_std.copy_(torch.tensor([0.5, 4.0]))
         model.obs_std.fill_(2.0)  # states stay within 10 of these from the mean: 20, and these traces reach 14
         targets = torch.randn(4000, 3)
-        states, actions = generate_recall_traces(model, targets, 7)
+        states, actions, _ = generate_recall_traces(model, targets, 7)
     assert states.shape == (7, 4000, 3) and actions.shape == (7, 4000, 2)
     for t in range(7):
         torch.testing.assert_close(states[t], targets + (t + 1) * model.delta_mean, rtol=0, atol=1e-4)
@@ -106,18 +110,101 @@ def test_traces_are_batched_and_unnormalised():
     torch.testing.assert_close(actions.flatten(0, 1).std(0), model.action_std, rtol=0.02, atol=0)
 
 
-def test_long_traces_stay_finite_and_near_the_training_states():
+def test_trace_guard_holds_long_traces_near_the_training_states():
     """A model whose every step back adds 1000 standard deviations (a diverging model on a long trace): the trace
-    states are held 10 standard deviations from the training states' mean, and stay finite."""
+    states are held 10 standard deviations from the training states' mean, stay finite, and are flagged."""
     torch.manual_seed(0)
     model = BacktrackingModel(3, 2)
     with torch.no_grad():
         model.bt_state_net[-1].bias.fill_(1000.0)
         model.obs_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
         model.obs_std.copy_(torch.tensor([0.1, 1.0, 10.0]))
-        states, _ = generate_recall_traces(model, torch.zeros(16, 3), 50)
-    assert torch.isfinite(states).all()
+        states, _, guarded = generate_recall_traces(model, torch.zeros(16, 3), 50)
+    assert torch.isfinite(states).all() and guarded.all()
     torch.testing.assert_close(states[-1], (model.obs_mean + 10 * model.obs_std).expand(16, 3))
+
+
+def test_running_normaliser_matches_the_statistics_of_all_sets():
+    x = torch.randn(600, 4) * torch.tensor([1.0, 2.0, 0.5, 3.0]) + torch.tensor([0.0, 5.0, -1.0, 2.0])
+    model = BacktrackingModel(4, 4)
+    for part in x.split([100, 300, 200]):
+        model.update_normaliser(part, part, part)
+    for name in ("obs", "action", "delta"):
+        torch.testing.assert_close(getattr(model, f"{name}_mean"), x.mean(0), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(getattr(model, f"{name}_std"), x.std(0, correction=0), rtol=1e-4, atol=1e-4)
+
+
+DRIFT = torch.tensor([1.0, -0.5, 0.25])  # every real step adds this to the state
+
+
+def drift_buffer(n=4000, terminal_every=0):
+    """A replay buffer of real steps s_{t+1} = s_t + DRIFT + noise under random actions; every `terminal_every`-th
+    transition terminates (and, as a trap, ends in the highest state)."""
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(n, 3, generator=g) * 3.0
+    next_obs = obs + DRIFT + 0.05 * torch.randn(n, 3, generator=g)
+    terminations = torch.zeros(n)
+    if terminal_every:
+        terminations[::terminal_every] = 1.0
+        next_obs[::terminal_every, 0] += 100.0
+    rb = ReplayBuffer(n, 3, 2)
+    rb.add(obs.numpy(), next_obs.numpy(), torch.rand(n, 2, generator=g).numpy() * 2 - 1, np.zeros(n), terminations.numpy())
+    return rb
+
+
+def recall_args(**overrides):
+    flags = dict(trace_len=5, num_traces=16, bt_sample_size=4000, bt_updates=1, imitation_updates=1, bt_batch_size=256)
+    return Args(**{**flags, **overrides})
+
+
+def test_recall_phase_learns_the_step_back_from_real_transitions():
+    """Trained through recall_phase on real consecutive (s_t, a_t, s_{t+1}), the backtracking model's traces walk
+    backwards: each step subtracts DRIFT. Swapped pairs in training, or a flipped delta_s in the traces, walk
+    forwards instead."""
+    torch.manual_seed(0)
+    args = recall_args(bt_updates=400, imitation_updates=0)
+    rb = drift_buffer()
+    bt_data = rank_replay_sample(rb, lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
+    actor, bt_model = Actor(3, 2, -np.ones(2), np.ones(2)), BacktrackingModel(3, 2)
+    bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=3e-3)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4)
+    kl_obs = bt_data["obs"][:64]
+    _, (states, _) = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, args)
+    walked = (states - bt_data["targets"]).mean(1)  # (trace_len, 3): the mean displacement t + 1 steps back
+    expected = -torch.arange(1, 6)[:, None] * DRIFT
+    torch.testing.assert_close(walked, expected, rtol=0, atol=0.15)
+
+
+def test_terminal_next_states_are_neither_targets_nor_training_data():
+    """The terminal transitions end in the highest-value states; none of them is picked."""
+    args = recall_args(top_k_frac=0.5)
+    bt_data = rank_replay_sample(drift_buffer(terminal_every=10), lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
+    for key in ("targets", "next_obs", "heldout_next_obs"):
+        assert bt_data[key][:, 0].max() < 50.0, key
+    assert len(bt_data["next_obs"]) == 0.5 * 3200  # of the 4000 slots, 400 terminal and 400 held out
+
+
+def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
+    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood,
+    and the step's KL is logged. With the imitation sign flipped, or its coefficient 0, it does not."""
+    torch.manual_seed(0)
+    args = recall_args(imitation_coef=1.0)
+    rb = drift_buffer()
+    bt_data = rank_replay_sample(rb, lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
+    actor, bt_model = Actor(3, 2, -np.ones(2), np.ones(2)), BacktrackingModel(3, 2)
+    bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
+    before = copy.deepcopy(actor)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=1e-3)
+    stats, (states, actions) = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, bt_data["obs"], args)
+    with torch.no_grad():
+        gain = (
+            actor.log_prob(states.flatten(0, 1), actions.flatten(0, 1))
+            - before.log_prob(states.flatten(0, 1), actions.flatten(0, 1))
+        ).mean()
+    assert gain > 0.01
+    assert stats["imitation_kl"] > 0.0 and 0.0 <= stats["trace_clamped_frac"] <= 1.0
 
 
 class CounterEnv(gym.Env):
@@ -193,6 +280,9 @@ def test_trace_len_defaults_follow_table_2():
         (["--trace-len", "0"], "--trace-len must be >= 1"),
         (["--top-k-frac", "1.5"], "--top-k-frac must be in (0, 1]"),
         (["--heldout-every", "1"], "--heldout-every must be >= 2"),
+        (["--seed", "-5"], "--seed must be >= 0"),
+        (["--q-lr", "-1"], "--q-lr must be > 0"),
+        (["--imitation-coef", "-1"], "--imitation-coef must be >= 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
@@ -204,7 +294,8 @@ SMOKE += ["--bt-sample-size", "400", "--bt-refresh", "300", "--eval-episodes", "
 SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
 SHARED_TAGS += ["losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "losses/entropy"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/heldout_bt_action_nll", "recall/heldout_bt_state_nll"]
-RECALL_TAGS += ["recall/imitation_loss", "recall/trace_len", "recall/target_value", "recall/trace_clamped_frac"]
+RECALL_TAGS += ["recall/imitation_loss", "recall/imitation_kl", "recall/trace_len", "recall/target_value"]
+RECALL_TAGS += ["recall/trace_clamped_frac", "recall/refresh_heldout_bt_state_nll"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
