@@ -13,6 +13,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -84,6 +85,8 @@ class Args:
     """backward steps in each recall trace; by default Table 1's for the env (Hopper 10, Ant 50, the others 20)"""
     num_traces: int = 16
     """recall traces in each imitation minibatch (N of Algorithm 1)"""
+    bt_model: Literal["learned", "random"] = "learned"
+    """a backtracking model trained by maximum likelihood, or left at its random initialisation (App. F)"""
     top_k_frac: float = 0.1
     """fraction of each batch's transitions, the highest-reward ones, added to the backtracking model's buffer"""
     bt_buffer_size: int = 10_000
@@ -94,10 +97,10 @@ class Args:
     """minibatch size of the backtracking model"""
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
-    imitation_updates: int = 5
-    """imitation gradient steps on the policy after each policy iteration"""
-    imitation_lr: float = 1e-5
-    """Adam learning rate of the imitation step (Eq. 3); TRPO itself has no learning rate to share (1e-4 hurts)"""
+    imitation_updates: int = 1
+    """imitation steps on the policy after each policy iteration, each on num_traces fresh traces"""
+    imitation_max_kl: float = 0.003
+    """each imitation step is a natural-gradient step on Eq. 3 within this mean KL on the iteration's real states"""
 
 
 # App. E.1, Table 1: length of the recall traces of each agent
@@ -110,6 +113,8 @@ def default_trace_len(env_id):
 
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
     positive = ("trace_len", "num_traces", "num_envs", "num_steps", "cg_iters", "line_search_tries", "vf_epochs")
     for name in positive + ("vf_minibatch_size", "bt_buffer_size", "bt_batch_size"):
         if getattr(args, name) < 1:
@@ -117,8 +122,9 @@ def check_args(args: Args):
     for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    if args.max_kl <= 0:
-        return f"--max-kl must be > 0, got {args.max_kl}"
+    for name in ("max_kl", "imitation_max_kl", "vf_lr", "bt_learning_rate"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
     if not 0.0 < args.line_search_factor < 1.0:
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     if not 0.0 < args.top_k_frac <= 1.0:
@@ -228,14 +234,26 @@ class BacktrackingModel(nn.Module):
         return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
 
 
+TRACE_GUARD_STD = 10.0
+
+
+def hold_near_data(states, mean, std):
+    """The trace guard: each trace state is held within TRACE_GUARD_STD standard deviations of the backtracking
+    model's training states. A long trace (50 steps on Ant) can otherwise run off to infinity, and one infinite
+    state turns the policy's parameters into NaN. Returns the held states and which of them the guard moved."""
+    held = torch.clamp(states, mean - TRACE_GUARD_STD * std, mean + TRACE_GUARD_STD * std)
+    return held, (held != states).any(-1)
+
+
 def generate_recall_traces(bt_model, targets, trace_len):
     """Sample recall traces backwards from the target states, all at once (paper 2.1, Algorithm 1 line 11).
 
     From s_{t+1}: a_t ~ q(a_t|s_{t+1}), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}), s_t = s_{t+1} + delta_s_t, each
     sampled in normalised units and un-normalised before use (App. C). Returns states (trace_len, N, obs_dim)
-    and actions (trace_len, N, act_dim) in the env's units; step t holds the pair t steps before the target.
+    and actions (trace_len, N, act_dim) in the env's units, step t holding the pair t steps before the target,
+    and (trace_len, N) flags of the states the trace guard moved.
     """
-    states, actions = [], []
+    states, actions, guarded = [], [], []
     next_obs = targets
     for _ in range(trace_len):
         s_next = (next_obs - bt_model.obs_mean) / bt_model.obs_std
@@ -243,11 +261,14 @@ def generate_recall_traces(bt_model, targets, trace_len):
         a = a + torch.randn_like(a)  # variance fixed to 1
         delta_mean = bt_model.bt_state_net(torch.cat([s_next, a], -1))
         delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
-        obs = next_obs + delta * bt_model.delta_std + bt_model.delta_mean
+        obs, moved = hold_near_data(
+            next_obs + delta * bt_model.delta_std + bt_model.delta_mean, bt_model.obs_mean, bt_model.obs_std
+        )
         states.append(obs)
         actions.append(a * bt_model.action_std + bt_model.action_mean)
+        guarded.append(moved)
         next_obs = obs
-    return torch.stack(states), torch.stack(actions)
+    return torch.stack(states), torch.stack(actions), torch.stack(guarded)
 
 
 class TransitionBuffer:
@@ -306,60 +327,102 @@ def mean_kl(old_dist, new_dist):
     return torch.distributions.kl_divergence(old_dist, new_dist).sum(-1).mean()
 
 
-def fisher_vector_product(policy, obs, v, damping):
-    """F v + damping v, where F is the Hessian of the mean KL(pi_old || pi) at pi = pi_old (the Fisher matrix)."""
+def fisher_vector_product(policy, params, obs, v, damping):
+    """F v + damping v, where F is the Hessian in `params` of the mean KL(pi_old || pi) at pi = pi_old."""
     with torch.no_grad():
         old_dist = policy(obs)
-    params = list(policy.parameters())
     grads = torch.autograd.grad(mean_kl(old_dist, policy(obs)), params, create_graph=True)
     grad_v = parameters_to_vector(grads) @ v
     return parameters_to_vector(torch.autograd.grad(grad_v, params)) + damping * v
 
 
-def line_search(policy, evaluate, full_step, max_kl, tries, factor):
-    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the surrogate and stays
-    within the trust region. `evaluate()` gives (surrogate, KL to the old policy) at the current parameters.
+def line_search(params, evaluate, full_step, max_kl, tries, factor):
+    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the objective and stays
+    within the trust region. `evaluate()` gives (objective, KL to the old policy) at the current parameters.
     Returns (accepted, shrinks tried before it, KL of the accepted step); a rejected search keeps the old policy."""
-    old_params = parameters_to_vector(policy.parameters()).detach().clone()
+    old_params = parameters_to_vector(params).detach().clone()
     with torch.no_grad():
-        old_surrogate, _ = evaluate()
+        old_objective, _ = evaluate()
         for k in range(tries):
-            vector_to_parameters(old_params + factor**k * full_step, policy.parameters())
-            surrogate, kl = evaluate()
-            if kl <= max_kl and surrogate > old_surrogate:
+            vector_to_parameters(old_params + factor**k * full_step, params)
+            objective, kl = evaluate()
+            if kl <= max_kl and objective > old_objective:
                 return True, k, kl.item()
-        vector_to_parameters(old_params, policy.parameters())
+        vector_to_parameters(old_params, params)
     return False, tries, 0.0
 
 
-def trpo_step(policy, obs, actions, advantages, args):
-    """One natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl (Schulman et al. 2015)."""
+def natural_gradient_step(policy, params, objective, obs, max_kl, args):
+    """One step up `objective()` along the natural gradient, within mean KL(pi_old || pi) <= max_kl on the states
+    `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector products, then the line search."""
     with torch.no_grad():
         old_dist = policy(obs)
-        old_log_prob = old_dist.log_prob(actions).sum(-1)
-
-    def evaluate():
-        dist = policy(obs)
-        ratio = torch.exp(dist.log_prob(actions).sum(-1) - old_log_prob)
-        return (ratio * advantages).mean(), mean_kl(old_dist, dist)
-
-    surrogate, _ = evaluate()
-    g = parameters_to_vector(torch.autograd.grad(surrogate, list(policy.parameters())))
-    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, obs, v, args.cg_damping), g, args.cg_iters)
+    g = parameters_to_vector(torch.autograd.grad(objective(), params))
+    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
     # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
-    shs = 0.5 * step_dir @ fisher_vector_product(policy, obs, step_dir, args.cg_damping)
-    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
-    accepted, shrinks, kl = line_search(
-        policy, evaluate, full_step, args.max_kl, args.line_search_tries, args.line_search_factor
+    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
+    full_step = step_dir * torch.sqrt(max_kl / shs.clamp(min=1e-12))
+    return line_search(
+        params,
+        lambda: (objective(), mean_kl(old_dist, policy(obs))),
+        full_step,
+        max_kl,
+        args.line_search_tries,
+        args.line_search_factor,
     )
+
+
+def trpo_step(policy, params, obs, actions, advantages, args):
+    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
     with torch.no_grad():
-        new_surrogate = evaluate()[0].item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
-    return {
-        "policy_loss": -new_surrogate,
-        "kl": kl,
-        "line_search_accepted": float(accepted),
-        "line_search_shrinks": shrinks,
-    }
+        old_log_prob = policy(obs).log_prob(actions).sum(-1)
+
+    def surrogate():
+        return (torch.exp(policy(obs).log_prob(actions).sum(-1) - old_log_prob) * advantages).mean()
+
+    accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
+    with torch.no_grad():
+        new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
+    return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted), "line_search_shrinks": shrinks}
+
+
+def recall_phase(policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args):
+    """Algorithm 1, lines 8-13: fit the backtracking model (Eq. 2) to the high-reward buffer, sample recall traces
+    back from its states, and take natural-gradient imitation steps on them (Eq. 3), each within imitation_max_kl
+    on the real states `kl_obs` (normalised), so recall moves the policy by a bounded, measured amount. Returns
+    the diagnostics and the traces (states, actions)."""
+    n = bt_buffer.size
+    bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
+    bt_model.set_normaliser(bt_next, bt_actions, bt_obs - bt_next)
+    # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
+    for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
+        mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
+        nlls = bt_model.nll(bt_obs[mb], bt_actions[mb], bt_next[mb])
+        bt_optimizer.zero_grad()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+        bt_optimizer.step()
+    # lines 10-11: traces backwards from high-reward states of the buffer, one batch for the phase
+    with torch.no_grad():
+        targets = torch.randint(n, (args.num_traces * max(args.imitation_updates, 1),), device=kl_obs.device)
+        trace_states, trace_actions, guarded = generate_recall_traces(bt_model, bt_next[targets], args.trace_len)
+        trace_obs = obs_normaliser(trace_states)  # the policy sees normalised observations
+        trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
+        before = policy(kl_obs)
+        nlls = bt_model.nll(bt_obs, bt_actions, bt_next)
+    stats = {**nlls, "target_value": bt_buffer.rewards[targets].mean(), "trace_clamped_frac": guarded.float().mean()}
+    # lines 12-13: imitation steps on the policy (Eq. 3), in the trust region's geometry
+    for k in range(args.imitation_updates):
+        part = slice(k * args.num_traces, (k + 1) * args.num_traces)
+
+        def log_likelihood(part=part):  # Eq. 3: mean log pi(a_t|s_t) over the traces' pairs
+            return policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
+
+        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
+        with torch.no_grad():
+            stats["imitation_loss"] = -log_likelihood()
+    with torch.no_grad():
+        stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
+    return stats, (trace_states, trace_actions)
 
 
 if __name__ == "__main__":
@@ -406,7 +469,7 @@ if __name__ == "__main__":
     policy = GaussianPolicy(obs_dim, act_dim).to(device)
     value_net = mlp(obs_dim, 1, 64, nn.Tanh).to(device)
     vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
-    imitation_optimizer = torch.optim.Adam(policy.parameters(), lr=args.imitation_lr)
+    params = list(policy.parameters())  # what TRPO's and the imitation's natural-gradient steps move
     bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
     bt_buffer = TransitionBuffer(args.bt_buffer_size, obs_dim, act_dim, device)
@@ -455,8 +518,8 @@ if __name__ == "__main__":
             b_advantages, b_returns = advantages.flatten()[keep], returns.flatten()[keep]
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
-            # Algorithm 1, line 7: the TRPO step
-            stats = trpo_step(policy, b_obs, b_actions, b_advantages, args)
+            # Algorithm 1, line 7: the TRPO step, then the value network
+            stats = trpo_step(policy, params, b_obs, b_actions, b_advantages, args)
             for _ in range(args.vf_epochs):
                 for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
                     value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
@@ -471,40 +534,18 @@ if __name__ == "__main__":
                 top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
                 b_clipped = torch.clamp(b_actions[top], low, high)
                 bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
-                n = bt_buffer.size
-                bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
-                bt_model.set_normaliser(bt_next, bt_actions, bt_obs - bt_next)
-                # Algorithm 1, lines 8-9: maximum likelihood of the backtracking model (Eq. 2)
-                for _ in range(args.bt_updates):
-                    mb = torch.randint(n, (args.bt_batch_size,), device=device)
-                    nlls = bt_model.nll(bt_obs[mb], bt_actions[mb], bt_next[mb])
-                    bt_optimizer.zero_grad()
-                    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-                    bt_optimizer.step()
-                # Algorithm 1, lines 10-11: traces backwards from high-reward states of the buffer, one batch
-                with torch.no_grad():
-                    targets = torch.randint(n, (args.num_traces * args.imitation_updates,), device=device)
-                    trace_states, trace_actions = generate_recall_traces(bt_model, bt_next[targets], args.trace_len)
-                    trace_obs = obs_normaliser(trace_states)  # the policy sees normalised observations
-                    trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
-                    before_imitation = policy(b_obs)
-                # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3), outside the trust region
-                for k in range(args.imitation_updates):
-                    part = slice(k * args.num_traces, (k + 1) * args.num_traces)
-                    imit_loss = -policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
-                    imitation_optimizer.zero_grad()
-                    imit_loss.backward()
-                    imitation_optimizer.step()
-                with torch.no_grad():
-                    imitation_kl = mean_kl(before_imitation, policy(b_obs))
-                    bt_nlls = bt_model.nll(bt_obs, bt_actions, bt_next)
-                writer.add_scalar("recall/bt_action_nll", bt_nlls["bt_action_nll"].item(), global_step)
-                writer.add_scalar("recall/bt_state_nll", bt_nlls["bt_state_nll"].item(), global_step)
-                if args.imitation_updates > 0:
-                    writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
-                writer.add_scalar("recall/imitation_kl", imitation_kl.item(), global_step)
+                # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
+                kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
+                recall_stats, _ = recall_phase(
+                    policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args
+                )
+                for name, stat in recall_stats.items():
+                    writer.add_scalar(f"recall/{name}", stat.item(), global_step)
+                if stats["kl"] > 0:  # how far recall moved the policy, against TRPO's own step
+                    writer.add_scalar(
+                        "recall/imitation_kl_ratio", recall_stats["imitation_kl"].item() / stats["kl"], global_step
+                    )
                 writer.add_scalar("recall/trace_len", args.trace_len, global_step)
-                writer.add_scalar("recall/target_value", bt_buffer.rewards[targets].mean().item(), global_step)
 
             sps = int(global_step / (time.time() - start_time))
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)

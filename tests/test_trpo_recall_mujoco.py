@@ -1,5 +1,6 @@
 """trpo_recall_mujoco.py: conjugate gradient, the Fisher-vector product, the line search, GAE, the command line."""
 
+import copy
 from functools import partial
 
 import numpy as np
@@ -11,14 +12,19 @@ from torch.nn.utils import parameters_to_vector
 from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_numbers, scalars
 from helpers import run_script as run_any_script
 from trpo_recall_mujoco import (
+    Args,
+    BacktrackingModel,
     GaussianPolicy,
     RunningNormaliser,
+    TransitionBuffer,
     compute_gae,
     conjugate_gradient,
     default_trace_len,
     fisher_vector_product,
+    generate_recall_traces,
     line_search,
     mean_kl,
+    recall_phase,
 )
 
 SCRIPT = "trpo_recall_mujoco.py"
@@ -52,7 +58,9 @@ def test_fisher_vector_product_is_the_hessian_of_the_kl():
 
     hessian = torch.autograd.functional.hessian(kl, theta0)
     v = torch.randn_like(theta0)
-    torch.testing.assert_close(fisher_vector_product(policy, obs, v, damping=0.1), hessian @ v + 0.1 * v)
+    torch.testing.assert_close(
+        fisher_vector_product(policy, list(policy.parameters()), obs, v, damping=0.1), hessian @ v + 0.1 * v
+    )
 
 
 def test_line_search_keeps_only_an_improving_step_within_the_trust_region():
@@ -70,16 +78,16 @@ def test_line_search_keeps_only_an_improving_step_within_the_trust_region():
         return dist.scale.mean(), mean_kl(old_dist, dist)
 
     # KL of a step of x = 2, 1.6, 1.28, ... breaks a bound of 0.01 for all three tries: rejected, the old policy kept
-    accepted, shrinks, kl = line_search(policy, evaluate, 2.0 * log_std_step, 0.01, tries=3, factor=0.8)
+    accepted, shrinks, kl = line_search(list(policy.parameters()), evaluate, 2.0 * log_std_step, 0.01, tries=3, factor=0.8)
     assert (accepted, shrinks, kl) == (False, 3, 0.0)
     torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta0)
     # with ten tries of factor 0.5, x = 2 / 2^k: KL ~ x^2, so the first within 1e-4 is x = 2^-7 (2^-6 gives 2.4e-4)
-    accepted, shrinks, kl = line_search(policy, evaluate, 2.0 * log_std_step, 1e-4, tries=10, factor=0.5)
+    accepted, shrinks, kl = line_search(list(policy.parameters()), evaluate, 2.0 * log_std_step, 1e-4, tries=10, factor=0.5)
     assert accepted and shrinks == 8 and kl <= 1e-4
     torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta0 + 2.0**-7 * log_std_step)
     # a step within the bound that makes the surrogate worse is rejected too
     theta1 = parameters_to_vector(policy.parameters()).detach().clone()
-    accepted, shrinks, _ = line_search(policy, evaluate, -0.01 * log_std_step, 0.01, tries=10, factor=0.8)
+    accepted, shrinks, _ = line_search(list(policy.parameters()), evaluate, -0.01 * log_std_step, 0.01, tries=10, factor=0.8)
     assert not accepted and shrinks == 10
     torch.testing.assert_close(parameters_to_vector(policy.parameters()), theta1)
 
@@ -117,6 +125,72 @@ def test_running_normaliser_matches_the_statistics_of_all_batches():
     assert normaliser(torch.full((1, 4), 1e6)).max() == 10.0  # clipped
 
 
+def test_trace_guard_holds_long_traces_near_the_training_states():
+    """A model whose every step back adds 1000 standard deviations (a diverging model on a long trace): the trace
+    states are held 10 standard deviations from the training states' mean, stay finite, and are flagged."""
+    torch.manual_seed(0)
+    model = BacktrackingModel(3, 2)
+    with torch.no_grad():
+        model.bt_state_net[-1].bias.fill_(1000.0)
+        model.obs_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        model.obs_std.copy_(torch.tensor([0.1, 1.0, 10.0]))
+        states, _, guarded = generate_recall_traces(model, torch.zeros(16, 3), 50)
+    assert torch.isfinite(states).all() and guarded.all()
+    torch.testing.assert_close(states[-1], (model.obs_mean + 10 * model.obs_std).expand(16, 3))
+
+
+DRIFT = torch.tensor([1.0, -0.5, 0.25])  # every real step adds this to the state
+
+
+def recall_setup(**overrides):
+    """A high-reward buffer of real steps s_{t+1} = s_t + DRIFT + noise under random actions, a fresh policy and
+    backtracking model, and the arguments of recall_phase."""
+    torch.manual_seed(0)
+    flags = dict(trace_len=5, num_traces=64, bt_updates=1, imitation_updates=1, bt_learning_rate=3e-3)
+    args = Args(**{**flags, **overrides})
+    obs = torch.randn(4000, 3) * 3.0
+    bt_buffer = TransitionBuffer(4000, 3, 2, "cpu")
+    bt_buffer.add(obs, torch.rand(4000, 2) * 2 - 1, obs + DRIFT + 0.05 * torch.randn(4000, 3), torch.ones(4000))
+    normaliser = RunningNormaliser(3)
+    normaliser.update(obs)
+    policy, bt_model = GaussianPolicy(3, 2), BacktrackingModel(3, 2)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
+    kl_obs = normaliser(obs[:512])
+    bounds = (-torch.ones(2), torch.ones(2))
+    return policy, list(policy.parameters()), normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, *bounds, args
+
+
+def test_recall_phase_learns_the_step_back_from_real_transitions():
+    """Trained through recall_phase on the buffer's real consecutive (s_t, a_t, s_{t+1}), the backtracking model's
+    traces walk backwards: each step subtracts DRIFT. Swapped pairs in training, or a flipped delta_s in the
+    traces, walk forwards instead."""
+    setup = recall_setup(bt_updates=400, imitation_updates=0)
+    bt_buffer = setup[5]
+    _, (states, _) = recall_phase(*setup)
+    # the targets are random buffer states: compare with the step back from each trace's own first state
+    walked = (states[1:] - states[:-1]).mean(1)  # (trace_len - 1, 3)
+    torch.testing.assert_close(walked, -DRIFT.expand(4, 3), rtol=0, atol=0.1)
+    first_step = states[0] - bt_buffer.next_obs[: bt_buffer.size].mean(0)
+    assert first_step.mean(0) @ DRIFT < 0
+
+
+def test_an_imitation_step_raises_the_log_likelihood_of_its_traces_within_its_kl():
+    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood, and
+    moves by at most imitation_max_kl on the real states. With the imitation sign flipped it does not."""
+    setup = recall_setup(imitation_max_kl=0.01)
+    policy, normaliser, kl_obs = setup[0], setup[2], setup[6]
+    before = copy.deepcopy(policy)
+    stats, (states, actions) = recall_phase(*setup)
+    trace_obs, trace_actions = normaliser(states), actions.clamp(-1, 1)
+    with torch.no_grad():
+        gain = (
+            policy(trace_obs).log_prob(trace_actions).sum(-1).mean() - before(trace_obs).log_prob(trace_actions).sum(-1).mean()
+        )
+        kl = mean_kl(before(kl_obs), policy(kl_obs))
+    assert gain > 0.01
+    assert 0.001 < kl <= 0.01 and stats["imitation_kl"] == pytest.approx(kl.item())
+
+
 def test_trace_len_defaults_follow_table_1():
     assert default_trace_len("Hopper-v4") == 10 and default_trace_len("Ant-v5") == 50
     assert default_trace_len("HalfCheetah-v4") == default_trace_len("Walker2d-v4") == 20
@@ -129,6 +203,9 @@ def test_trace_len_defaults_follow_table_1():
         (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
         (["--trace-len", "0"], "--trace-len must be >= 1"),
         (["--max-kl", "0"], "--max-kl must be > 0"),
+        (["--imitation-max-kl", "-1"], "--imitation-max-kl must be > 0"),
+        (["--seed", "-5"], "--seed must be >= 0"),
+        (["--vf-lr", "-1"], "--vf-lr must be > 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
@@ -139,7 +216,7 @@ SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "4096", "--eval-episodes"
 SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
 SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/kl", "losses/line_search_accepted"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
-RECALL_TAGS += ["recall/trace_len", "recall/target_value"]
+RECALL_TAGS += ["recall/imitation_kl_ratio", "recall/trace_len", "recall/target_value", "recall/trace_clamped_frac"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
