@@ -16,17 +16,19 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
+from PIL import Image  # installed with gymnasium[mujoco] (imageio), used by tensorboard's images
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers PointUMaze-v0 and AntUMaze-v0)
-from envs.umaze import UMazeEnv
+from envs.umaze import UMazeEnv, goal_success_rates, run_episodes
 
 
 @dataclass
@@ -57,8 +59,7 @@ class Args:
 
     # base algorithm: Goal GAN (Florensa et al. 2018), its policy trained by TRPO with GAE
     total_timesteps: int = 1_500_000
-    """real environment steps of training (coverage evaluations are not counted); stops after the Goal GAN
-    iteration that passes it"""
+    """real env steps of training (coverage evaluations not counted); stops after the Goal GAN iteration past it"""
     num_new_goals: int = 200
     """goals drawn from the generator at each Goal GAN iteration"""
     num_old_goals: int = 100
@@ -72,8 +73,7 @@ class Args:
     r_max: float = 0.9
     """see r_min"""
     add_visited_goals: bool = True
-    """if toggled, positions the policy visited in training also join the replay list (Goal GAN's code does this,
-    its paper does not say); without them the GAN can lose every goal of intermediate difficulty and stall"""
+    """if toggled, visited positions also join the replay list (Goal GAN's code, not its paper; keeps the GAN going)"""
     old_goal_min_dist: float = 0.3
     """a good goal joins the replay list only if it is this far from every goal already there"""
     gan_noise_dim: int = 4
@@ -126,6 +126,8 @@ class Args:
     """backward steps in each recall trace; by default App. D's: 20 for the point mass, 50 for the Ant"""
     num_traces: int = 16
     """recall traces in each imitation minibatch (N of Algorithm 1)"""
+    bt_model: Literal["learned", "random"] = "learned"
+    """a backtracking model trained by maximum likelihood, or left at its random initialisation (App. F)"""
     bt_buffer_size: int = 20_000
     """capacity of the buffer of transitions from episodes that reached their goal (first in, first out)"""
     bt_updates: int = 50
@@ -134,10 +136,10 @@ class Args:
     """minibatch size of the backtracking model"""
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
-    imitation_updates: int = 5
-    """imitation gradient steps on the policy after each TRPO iteration"""
-    imitation_lr: float = 1e-4
-    """Adam learning rate of the imitation step (Eq. 3)"""
+    imitation_updates: int = 1
+    """imitation steps on the policy after each TRPO iteration, each on num_traces fresh traces"""
+    imitation_max_kl: float = 0.003
+    """each imitation step is a natural-gradient step on Eq. 3 within this mean KL on the iteration's real states"""
 
 
 def check_args(args: Args):
@@ -145,13 +147,13 @@ def check_args(args: Args):
     positive = "trace_len num_traces num_envs num_new_goals episodes_per_goal inner_iters gan_noise_dim gan_d_steps"
     positive += " gan_batch_size init_episodes cg_iters line_search_tries vf_epochs vf_minibatch_size coverage_every"
     positive += " coverage_episodes bt_buffer_size bt_batch_size"
-    for bound, names in ((1, positive), (0, "total_timesteps num_old_goals gan_steps bt_updates imitation_updates")):
+    for bound, names in ((1, positive), (0, "seed total_timesteps num_old_goals gan_steps bt_updates imitation_updates")):
         for name in names.split():
             if getattr(args, name) < bound:
                 return f"--{name.replace('_', '-')} must be >= {bound}, got {getattr(args, name)}"
     if not 0.0 <= args.r_min < args.r_max <= 1.0:
         return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
-    for name in ("max_kl", "coverage_spacing"):
+    for name in ("max_kl", "coverage_spacing", "imitation_max_kl", "gan_lr", "vf_lr", "bt_learning_rate"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
     if not 0.0 < args.line_search_factor < 1.0:
@@ -160,12 +162,10 @@ def check_args(args: Args):
         env = gym.make(args.env_id)
     except Exception as e:  # an unknown id, a missing module or package
         return f"--env-id {args.env_id!r} cannot be made: {e}"
-    is_umaze = isinstance(env.unwrapped, UMazeEnv)
-    grid = env.unwrapped.feasible_goals(args.coverage_spacing) if is_umaze else None
     env.close()
-    if not is_umaze:
+    if not isinstance(env.unwrapped, UMazeEnv):
         return f"{args.env_id} is not a U-Maze env; this script needs PointUMaze-v0 or AntUMaze-v0"
-    if len(grid) == 0:
+    if len(env.unwrapped.feasible_goals(args.coverage_spacing)) == 0:
         return f"--coverage-spacing {args.coverage_spacing} puts no feasible goal of {args.env_id} on the grid"
     return None
 
@@ -182,90 +182,13 @@ def make_env(env_id, seed, idx, capture_video, run_name):
     return env
 
 
-def run_episodes(env_list, act, goals, max_steps):
-    """One episode on each goal, len(env_list) at a time in lockstep, each env reset with its goal.
-
-    `act(states, goals)` maps (n, state_dim) and (n, 2) numpy arrays to (n, act_dim) actions. Returns a dict of
-    numpy arrays of shape (max_steps, len(goals), ...): states, actions, next_states, rewards, terminations,
-    dones (terminated or truncated) and valid (the steps each episode really took), and `success` (len(goals),).
-    """
-    n_envs, waves = len(env_list), []
-    for begin in range(0, len(goals), n_envs):
-        wave_goals = goals[begin : begin + n_envs]
-        n = len(wave_goals)
-        obs = [env_list[i].reset(options={"goal": wave_goals[i]})[0] for i in range(n)]
-        state = np.stack([o["observation"] for o in obs])
-        out = {
-            "states": np.zeros((max_steps, n, state.shape[1])),
-            "next_states": np.zeros((max_steps, n, state.shape[1])),
-            "actions": np.zeros((max_steps, n) + env_list[0].action_space.shape),
-            **{key: np.zeros((max_steps, n)) for key in ("rewards", "terminations", "dones", "valid")},
-        }
-        active = np.ones(n, dtype=bool)
-        for t in range(max_steps):
-            out["states"][t], out["valid"][t] = state, active
-            out["actions"][t] = act(state, wave_goals)
-            for i in np.flatnonzero(active):
-                o, reward, terminated, truncated, _ = env_list[i].step(out["actions"][t, i])
-                state[i] = o["observation"]
-                out["rewards"][t, i], out["terminations"][t, i] = reward, terminated
-                out["dones"][t, i] = terminated or truncated
-            out["next_states"][t] = state
-            active &= out["dones"][t] == 0
-            if not active.any():
-                break
-        out["success"] = out["terminations"].any(0)  # the U-Maze terminates exactly on reaching the goal
-        waves.append(out)
-    return {key: np.concatenate([w[key] for w in waves], axis=-1 if key == "success" else 1) for key in waves[0]}
-
-
-def goal_success_rates(env_list, act, goals, episodes, max_steps):
-    """The success rate of the policy on each goal over `episodes` episodes from the start. On the grid of
-    feasible goals, their mean is the paper's coverage (6.3, Fig. 5)."""
-    batch = run_episodes(env_list, act, np.repeat(goals, episodes, 0), max_steps)
-    return batch["success"].reshape(len(goals), episodes).mean(1)
-
-
 def mlp(n_in, n_out, hidden, activation):
     return nn.Sequential(
         nn.Linear(n_in, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, n_out)
     )
 
 
-class RunningNormaliser(nn.Module):
-    """Running mean and variance of the observations (parallel-variance update); normalises and clips to +-10.
-    Its statistics are buffers, so they are saved with the model."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("count", torch.tensor(1e-4))
-
-    def update(self, x):
-        batch_mean, batch_var, n = x.mean(0), x.var(0, correction=0), len(x)
-        delta, total = batch_mean - self.mean, self.count + n
-        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
-        self.mean.add_(delta * n / total)
-        self.count.fill_(total)
-
-    def forward(self, x):
-        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
-
-
-class GaussianPolicy(nn.Module):
-    """pi(a|s, g) = N(mu(s, g), diag(sigma^2)): a 64x64 tanh MLP for the mean on the robot state and the goal; a
-    state-independent log-std, fixed at 0 unless learn_std (Goal GAN fixes it: each goal would want its own)."""
-
-    def __init__(self, obs_dim, act_dim, learn_std, hidden=64):
-        super().__init__()
-        self.mean_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
-        self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=learn_std)
-
-    def forward(self, obs):
-        return torch.distributions.Normal(self.mean_net(obs), self.log_std.exp())
-
-
+# Goal GAN (Florensa et al. 2018): goals of intermediate difficulty from an LSGAN
 class GoalGAN(nn.Module):
     """Goal GAN's LSGAN: a generator G(z) of 2x256 ReLU units squashed into the maze's bounding box, and a
     discriminator D(g) of 2x128 ReLU units giving one score."""
@@ -287,8 +210,7 @@ class GoalGAN(nn.Module):
 
 
 def label_goals(successes, r_min, r_max):
-    """Goal GAN's labels: a goal is of intermediate difficulty (1) when r_min <= its success rate <= r_max.
-    `successes` is (n_goals, episodes) of 0/1."""
+    """Goal GAN's labels: 1 (intermediate difficulty) when r_min <= success rate <= r_max; successes: (goals, episodes)."""
     rate = np.asarray(successes, dtype=np.float64).mean(-1)
     return ((rate >= r_min) & (rate <= r_max)).astype(np.float32)
 
@@ -332,80 +254,39 @@ def add_distinct(old_goals, new_goals, min_dist):
     return np.asarray(kept).reshape(-1, 2)
 
 
-def gaussian_nll(x, mean, log_std):
-    """-log N(x; mean, exp(log_std)^2), summed over the last dimension."""
-    return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
+# The goal-conditioned policy and its learner, TRPO with GAE (as in trpo_recall_mujoco.py)
+class RunningNormaliser(nn.Module):
+    """Running mean and variance of the observations (parallel-variance update); normalises and clips to +-10.
+    Its statistics are buffers, so they are saved with the model."""
 
-
-class BacktrackingModel(nn.Module):
-    """B_phi = q(a_t|s_{t+1}, g) q(delta_s_t|a_t, s_{t+1}, g), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C),
-    conditioned on the goal g as the policy is.
-
-    bt_action_net: 2x128 tanh units, the mean of a Gaussian of variance 1. bt_state_net: 2x128 ReLU units, the
-    mean of a Gaussian with a learned variance per dimension. Both work on normalised (s_{t+1}, g), a_t and
-    delta_s_t; the statistics are buffers of the module, so they are saved with it.
-    """
-
-    def __init__(self, state_dim, goal_dim, act_dim, hidden=128):
+    def __init__(self, dim):
         super().__init__()
-        self.bt_action_net = mlp(state_dim + goal_dim, act_dim, hidden, nn.Tanh)
-        self.bt_state_net = mlp(state_dim + goal_dim + act_dim, state_dim, hidden, nn.ReLU)
-        self.bt_state_log_std = nn.Parameter(torch.zeros(state_dim))
-        for name, dim in (("obs", state_dim + goal_dim), ("action", act_dim), ("delta", state_dim)):
-            self.register_buffer(f"{name}_mean", torch.zeros(dim))
-            self.register_buffer(f"{name}_std", torch.ones(dim))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(1e-4))
 
-    def set_normaliser(self, next_obs, actions, deltas):
-        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
-        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
-            getattr(self, f"{name}_mean").copy_(x.mean(0))
-            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+    def update(self, x):
+        batch_mean, batch_var, n = x.mean(0), x.var(0, correction=0), len(x)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.fill_(total)
 
-    def nll(self, states, goals, actions, next_states):
-        """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}, g),
-        "bt_state_nll": -log q(delta_s_t|a_t, s_{t+1}, g)}."""
-        x = (torch.cat([next_states, goals], -1) - self.obs_mean) / self.obs_std
-        a = (actions - self.action_mean) / self.action_std
-        delta = (states - next_states - self.delta_mean) / self.delta_std
-        action_nll = gaussian_nll(a, self.bt_action_net(x), torch.zeros_like(a))
-        state_nll = gaussian_nll(delta, self.bt_state_net(torch.cat([x, a], -1)), self.bt_state_log_std)
-        return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
+    def forward(self, x):
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
 
 
-def generate_recall_traces(bt_model, targets, goals, trace_len):
-    """Sample recall traces backwards from the target states, with their goals, all at once (paper 2.1,
-    Algorithm 1 line 11). From s_{t+1}: a_t ~ q(a_t|s_{t+1}, g), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}, g),
-    s_t = s_{t+1} + delta_s_t, sampled in normalised units and un-normalised before use (App. C). Returns states
-    (trace_len, N, state_dim) and actions (trace_len, N, act_dim); step t holds the pair t steps before the target."""
-    states, actions = [], []
-    next_states = targets
-    for _ in range(trace_len):
-        x = (torch.cat([next_states, goals], -1) - bt_model.obs_mean) / bt_model.obs_std
-        a = bt_model.bt_action_net(x)
-        a = a + torch.randn_like(a)  # variance fixed to 1
-        delta_mean = bt_model.bt_state_net(torch.cat([x, a], -1))
-        delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
-        next_states = next_states + delta * bt_model.delta_std + bt_model.delta_mean
-        states.append(next_states)
-        actions.append(a * bt_model.action_std + bt_model.action_mean)
-    return torch.stack(states), torch.stack(actions)
+class GaussianPolicy(nn.Module):
+    """pi(a|s, g) = N(mu(s, g), diag(sigma^2)): a 64x64 tanh MLP for the mean on the robot state and the goal; a
+    state-independent log-std, fixed at 0 unless learn_std (Goal GAN fixes it: each goal would want its own)."""
 
+    def __init__(self, obs_dim, act_dim, learn_std, hidden=64):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
+        self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=learn_std)
 
-class TransitionBuffer:
-    """First in, first out: the real transitions (s, g, a, s') of episodes that reached their goal g."""
-
-    def __init__(self, capacity, state_dim, goal_dim, act_dim, device):
-        self.capacity, self.pos, self.size = capacity, 0, 0
-        dims = {"states": state_dim, "goals": goal_dim, "actions": act_dim, "next_states": state_dim}
-        self.data = {key: torch.zeros(capacity, dim, device=device) for key, dim in dims.items()}
-
-    def add(self, **batch):
-        n = len(batch["states"])
-        idx = (self.pos + torch.arange(n, device=batch["states"].device)) % self.capacity
-        for key, x in batch.items():
-            self.data[key][idx] = x
-        self.pos = (self.pos + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+    def forward(self, obs):
+        return torch.distributions.Normal(self.mean_net(obs), self.log_std.exp())
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
@@ -457,57 +338,183 @@ def fisher_vector_product(policy, params, obs, v, damping):
 
 
 def line_search(params, evaluate, full_step, max_kl, tries, factor):
-    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the surrogate and stays
-    within the trust region. `evaluate()` gives (surrogate, KL to the old policy) at the current parameters.
+    """Try theta + factor^k * full_step for k = 0, 1, ...; keep the first that improves the objective and stays
+    within the trust region. `evaluate()` gives (objective, KL to the old policy) at the current parameters.
     Returns (accepted, shrinks tried before it, KL of the accepted step); a rejected search keeps the old policy."""
     old_params = parameters_to_vector(params).detach().clone()
     with torch.no_grad():
-        old_surrogate, _ = evaluate()
+        old_objective, _ = evaluate()
         for k in range(tries):
             vector_to_parameters(old_params + factor**k * full_step, params)
-            surrogate, kl = evaluate()
-            if kl <= max_kl and surrogate > old_surrogate:
+            objective, kl = evaluate()
+            if kl <= max_kl and objective > old_objective:
                 return True, k, kl.item()
         vector_to_parameters(old_params, params)
     return False, tries, 0.0
 
 
-def trpo_step(policy, obs, actions, advantages, args):
-    """One natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl (Schulman et al. 2015),
-    in the policy's trainable parameters."""
-    params = [p for p in policy.parameters() if p.requires_grad]
+def natural_gradient_step(policy, params, objective, obs, max_kl, args):
+    """One step up `objective()` along the natural gradient, within mean KL(pi_old || pi) <= max_kl on the states
+    `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector products, then the line search."""
     with torch.no_grad():
         old_dist = policy(obs)
-        old_log_prob = old_dist.log_prob(actions).sum(-1)
-
-    def evaluate():
-        dist = policy(obs)
-        ratio = torch.exp(dist.log_prob(actions).sum(-1) - old_log_prob)
-        return (ratio * advantages).mean(), mean_kl(old_dist, dist)
-
-    surrogate, _ = evaluate()
-    g = parameters_to_vector(torch.autograd.grad(surrogate, params))
+    g = parameters_to_vector(torch.autograd.grad(objective(), params))
     step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
     # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
     shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
-    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
-    accepted, shrinks, kl = line_search(
-        params, evaluate, full_step, args.max_kl, args.line_search_tries, args.line_search_factor
-    )
+    full_step = step_dir * torch.sqrt(max_kl / shs.clamp(min=1e-12))
+
+    def evaluate():
+        return objective(), mean_kl(old_dist, policy(obs))
+
+    return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
+
+
+def trpo_step(policy, params, obs, actions, advantages, args):
+    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
     with torch.no_grad():
-        new_surrogate = evaluate()[0].item()
-    return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted)}
+        old_log_prob = policy(obs).log_prob(actions).sum(-1)
+
+    def surrogate():
+        return (torch.exp(policy(obs).log_prob(actions).sum(-1) - old_log_prob) * advantages).mean()
+
+    accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
+    with torch.no_grad():
+        new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
+    return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted), "line_search_shrinks": shrinks}
 
 
-def coverage_heatmap(env, goals, success, spacing, pixels_per_block=20):
-    """Fig. 5's picture: the maze from above with a square around each grid goal, from blue (never reached) to
-    red (always reached)."""
-    image = env.maze_image(pixels_per_block)
-    half = max(1, int(spacing / env.scale * pixels_per_block / 2))
-    blue, red = np.array([40, 70, 200]), np.array([215, 40, 40])
-    for (row, col), s in zip(env.to_pixel(goals, pixels_per_block), success, strict=True):
-        image[max(row - half, 0) : row + half, max(col - half, 0) : col + half] = (blue + s * (red - blue)).astype(np.uint8)
-    return image
+# Recall traces: the backtracking model, the traces from decoded goals, the imitation step (Algorithm 1, 2)
+def gaussian_nll(x, mean, log_std):
+    """-log N(x; mean, exp(log_std)^2), summed over the last dimension."""
+    return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class BacktrackingModel(nn.Module):
+    """B_phi = q(a_t|s_{t+1}, g) q(delta_s_t|a_t, s_{t+1}, g), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C),
+    conditioned on the goal g as the policy is.
+
+    bt_action_net: 2x128 tanh units, the mean of a Gaussian of variance 1. bt_state_net: 2x128 ReLU units, the
+    mean of a Gaussian with a learned variance per dimension. Both work on normalised (s_{t+1}, g), a_t and
+    delta_s_t; the statistics are buffers of the module, so they are saved with it.
+    """
+
+    def __init__(self, state_dim, goal_dim, act_dim, hidden=128):
+        super().__init__()
+        self.bt_action_net = mlp(state_dim + goal_dim, act_dim, hidden, nn.Tanh)
+        self.bt_state_net = mlp(state_dim + goal_dim + act_dim, state_dim, hidden, nn.ReLU)
+        self.bt_state_log_std = nn.Parameter(torch.zeros(state_dim))
+        for name, dim in (("obs", state_dim + goal_dim), ("action", act_dim), ("delta", state_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(dim))
+            self.register_buffer(f"{name}_std", torch.ones(dim))
+
+    def set_normaliser(self, next_obs, actions, deltas):
+        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
+            getattr(self, f"{name}_mean").copy_(x.mean(0))
+            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+
+    def nll(self, states, goals, actions, next_states):
+        """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}, g),
+        "bt_state_nll": -log q(delta_s_t|a_t, s_{t+1}, g)}."""
+        x = (torch.cat([next_states, goals], -1) - self.obs_mean) / self.obs_std
+        a = (actions - self.action_mean) / self.action_std
+        delta = (states - next_states - self.delta_mean) / self.delta_std
+        action_nll = gaussian_nll(a, self.bt_action_net(x), torch.zeros_like(a))
+        state_nll = gaussian_nll(delta, self.bt_state_net(torch.cat([x, a], -1)), self.bt_state_log_std)
+        return {"bt_action_nll": action_nll.mean(), "bt_state_nll": state_nll.mean()}
+
+
+TRACE_GUARD_STD = 10.0
+
+
+def hold_near_data(states, mean, std):
+    """The trace guard: each trace state is held within TRACE_GUARD_STD standard deviations of the backtracking
+    model's training states. A long trace (50 steps on Ant) can otherwise run off to infinity, and one infinite
+    state turns the policy's parameters into NaN. Returns the held states and which of them the guard moved."""
+    held = torch.clamp(states, mean - TRACE_GUARD_STD * std, mean + TRACE_GUARD_STD * std)
+    return held, (held != states).any(-1)
+
+
+def generate_recall_traces(bt_model, targets, goals, trace_len):
+    """Sample recall traces backwards from the target states, with their goals, all at once (paper 2.1,
+    Algorithm 1 line 11). From s_{t+1}: a_t ~ q(a_t|s_{t+1}, g), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}, g),
+    s_t = s_{t+1} + delta_s_t, sampled in normalised units and un-normalised before use (App. C). Returns states
+    (trace_len, N, state_dim) and actions (trace_len, N, act_dim), step t holding the pair t steps before the
+    target, and (trace_len, N) flags of the states the trace guard moved (the goal is not part of the state)."""
+    states, actions, guarded = [], [], []
+    next_states, state_dim = targets, targets.shape[-1]
+    for _ in range(trace_len):
+        x = (torch.cat([next_states, goals], -1) - bt_model.obs_mean) / bt_model.obs_std
+        a = bt_model.bt_action_net(x)
+        a = a + torch.randn_like(a)  # variance fixed to 1
+        delta_mean = bt_model.bt_state_net(torch.cat([x, a], -1))
+        delta = delta_mean + bt_model.bt_state_log_std.exp() * torch.randn_like(delta_mean)
+        mean, std = bt_model.obs_mean[:state_dim], bt_model.obs_std[:state_dim]
+        next_states, moved = hold_near_data(next_states + delta * bt_model.delta_std + bt_model.delta_mean, mean, std)
+        states.append(next_states)
+        actions.append(a * bt_model.action_std + bt_model.action_mean)
+        guarded.append(moved)
+    return torch.stack(states), torch.stack(actions), torch.stack(guarded)
+
+
+class TransitionBuffer:
+    """First in, first out: the real transitions (s, g, a, s') of episodes that reached their goal g."""
+
+    def __init__(self, capacity, state_dim, goal_dim, act_dim, device):
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        dims = {"states": state_dim, "goals": goal_dim, "actions": act_dim, "next_states": state_dim}
+        self.data = {key: torch.zeros(capacity, dim, device=device) for key, dim in dims.items()}
+
+    def add(self, states, goals, actions, next_states):
+        idx = (self.pos + torch.arange(len(states), device=states.device)) % self.capacity
+        for key, x in zip(self.data, (states, goals, actions, next_states), strict=True):
+            self.data[key][idx] = x
+        self.pos = (self.pos + len(states)) % self.capacity
+        self.size = min(self.size + len(states), self.capacity)
+
+
+def recall_phase(learner, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, kl_obs, rng, args):
+    """Algorithm 1, lines 8-13, Algorithm 2's targets: fit the backtracking model (Eq. 2), decode generator goals
+    into robot states, sample traces back from them, take imitation steps (Eq. 3) within imitation_max_kl on the
+    real states `kl_obs`. Returns the diagnostics and the traces (states, actions, goals)."""
+    policy, params, value_net, policy_obs, low, high = learner
+    n = bt_buffer.size
+    d = {key: x[:n] for key, x in bt_buffer.data.items()}
+    bt_model.set_normaliser(torch.cat([d["next_states"], d["goals"]], -1), d["actions"], d["states"] - d["next_states"])
+    # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
+    for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
+        mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
+        nlls = bt_model.nll(d["states"][mb], d["goals"][mb], d["actions"][mb], d["next_states"][mb])
+        bt_optimizer.zero_grad()
+        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+        bt_optimizer.step()
+    # Algorithm 2 (gen_state): g ~ GAN, s = D(g); Algorithm 1, line 11: traces back from s, with goal g
+    pick = rng.integers(len(trace_goals), size=args.num_traces * max(args.imitation_updates, 1))
+    targets = torch.as_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]), dtype=torch.float32, device=kl_obs.device)
+    target_goals = torch.as_tensor(trace_goals[pick], dtype=torch.float32, device=kl_obs.device)
+    with torch.no_grad():
+        trace_states, trace_actions, guarded = generate_recall_traces(bt_model, targets, target_goals, args.trace_len)
+        trace_obs = policy_obs(trace_states, target_goals)
+        trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
+        before = policy(kl_obs)
+        stats = bt_model.nll(d["states"], d["goals"], d["actions"], d["next_states"])
+    stats["target_value"] = value_net(policy_obs(targets, target_goals)).mean()
+    stats.update(trace_clamped_frac=guarded.float().mean(), buffer_size=torch.tensor(float(n)))
+    stats["trace_validity"] = torch.as_tensor(maze.is_free(trace_states[..., :2].cpu().numpy()).mean())  # off the walls
+    # lines 12-13: imitation steps on the policy (Eq. 3), in the trust region's geometry
+    for k in range(args.imitation_updates):
+        part = slice(k * args.num_traces, (k + 1) * args.num_traces)
+
+        def log_likelihood(part=part):  # Eq. 3: mean log pi(a_t|s_t, g) over the traces' pairs
+            return policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
+
+        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
+        with torch.no_grad():
+            stats["imitation_loss"] = -log_likelihood()
+    with torch.no_grad():
+        stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
+    return stats, (trace_states, trace_actions, target_goals)
 
 
 if __name__ == "__main__":
@@ -554,8 +561,7 @@ if __name__ == "__main__":
     policy = GaussianPolicy(state_dim + 2, act_dim, args.learn_std).to(device)
     value_net = mlp(state_dim + 2, 1, 64, nn.Tanh).to(device)
     vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    imitation_optimizer = torch.optim.Adam(trainable, lr=args.imitation_lr)
+    params = [p for p in policy.parameters() if p.requires_grad]  # what TRPO's and the imitation's steps move
     gan = GoalGAN(goal_low, goal_high, args.gan_noise_dim).to(device)
     d_optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=args.gan_lr)
     g_optimizer = torch.optim.Adam(gan.generator.parameters(), lr=args.gan_lr)
@@ -570,8 +576,7 @@ if __name__ == "__main__":
     goal_center, goal_half_range = to_tensor((goal_high + goal_low) / 2), to_tensor((goal_high - goal_low) / 2)
 
     def policy_obs(states, goals):
-        """The robot state by running statistics; the goal by the maze's box, into [-1, 1]. Running statistics of
-        the goals would follow the goals trained on so far and throw every other goal far outside them."""
+        """The robot state by running statistics, the goal by the maze's box into [-1, 1] (goals seen so far would not do)."""
         goals = (goals - goal_center) / goal_half_range
         return torch.cat([obs_normaliser(states), goals.expand(states.shape[:-1] + (2,))], -1)
 
@@ -583,7 +588,7 @@ if __name__ == "__main__":
         success = goal_success_rates(env_list, act, grid_goals, args.coverage_episodes, max_steps)
         writer.add_scalar("charts/coverage", success.mean(), global_step)
         writer.add_scalar("charts/iteration", iteration, global_step)
-        heatmap = coverage_heatmap(maze, grid_goals, success, args.coverage_spacing)
+        heatmap = maze.coverage_image(grid_goals, success, args.coverage_spacing)
         writer.add_image("charts/coverage_heatmap", heatmap, global_step, dataformats="HWC")
         print(f"iteration={iteration} global_step={global_step} coverage={success.mean():.2f}")
         return success, heatmap
@@ -624,16 +629,15 @@ if __name__ == "__main__":
                 with torch.no_grad():
                     obs, next_obs = policy_obs(b["states"], b_goals), policy_obs(b["next_states"], b_goals)
                     values, next_values = value_net(obs).squeeze(-1), value_net(next_obs).squeeze(-1)
-                    advantages = compute_gae(
-                        b["rewards"], values, next_values, b["terminations"], b["dones"], args.gamma, args.gae_lambda
-                    )
+                    ends = (b["terminations"], b["dones"])
+                    advantages = compute_gae(b["rewards"], values, next_values, *ends, args.gamma, args.gae_lambda)
                     returns = advantages + values
                 keep = b["valid"] == 1  # the padding after an episode ended is not a step
                 b_obs, b_actions, b_returns = obs[keep], b["actions"][keep], returns[keep]
                 b_advantages = (advantages[keep] - advantages[keep].mean()) / (advantages[keep].std() + 1e-8)
 
                 # Algorithm 1, line 7: the TRPO step, then the value network
-                stats = trpo_step(policy, b_obs, b_actions, b_advantages, args)
+                stats = trpo_step(policy, params, b_obs, b_actions, b_advantages, args)
                 for _ in range(args.vf_epochs):
                     for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
                         value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
@@ -642,70 +646,28 @@ if __name__ == "__main__":
                         vf_optimizer.step()
                 obs_normaliser.update(b["states"][keep])
 
-                if args.recall:
-                    # App. D: the backtracking model learns from the trajectories that reached their goals
+                if args.recall:  # App. D: the backtracking model learns from the trajectories that reached their goals
                     reached = keep & (b["success"] == 1)
                     clipped = torch.clamp(b["actions"][reached], low, high)  # what the env executed
-                    bt_buffer.add(
-                        states=b["states"][reached],
-                        goals=b_goals[reached],
-                        actions=clipped,
-                        next_states=b["next_states"][reached],
-                    )
+                    bt_buffer.add(b["states"][reached], b_goals[reached], clipped, b["next_states"][reached])
                 if args.recall and bt_buffer.size > 0 and len(trace_goals) > 0:
-                    n = bt_buffer.size
-                    d = {key: x[:n] for key, x in bt_buffer.data.items()}
-                    next_obs_g = torch.cat([d["next_states"], d["goals"]], -1)
-                    bt_model.set_normaliser(next_obs_g, d["actions"], d["states"] - d["next_states"])
-                    # Algorithm 1, lines 8-9: maximum likelihood of the backtracking model (Eq. 2)
-                    for _ in range(args.bt_updates):
-                        mb = torch.randint(n, (args.bt_batch_size,), device=device)
-                        nlls = bt_model.nll(d["states"][mb], d["goals"][mb], d["actions"][mb], d["next_states"][mb])
-                        bt_optimizer.zero_grad()
-                        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-                        bt_optimizer.step()
-                    # Algorithm 2 (gen_state): g ~ GAN, s = D(g); Algorithm 1, line 11: traces back from s, goal g
-                    n_traces = args.num_traces * max(args.imitation_updates, 1)  # the diagnostics need some
-                    pick = rng.integers(len(trace_goals), size=n_traces)
-                    targets = to_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]))
-                    target_goals = to_tensor(trace_goals[pick])
-                    with torch.no_grad():
-                        trace_states, trace_actions = generate_recall_traces(bt_model, targets, target_goals, args.trace_len)
-                        trace_obs = policy_obs(trace_states, target_goals)
-                        trace_actions = torch.clamp(trace_actions, low, high)
-                        before_imitation = policy(b_obs)
-                    # Algorithm 1, lines 12-13: imitation steps on the policy (Eq. 3), outside the trust region
-                    for k in range(args.imitation_updates):
-                        part = slice(k * args.num_traces, (k + 1) * args.num_traces)
-                        imit_loss = -policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
-                        imitation_optimizer.zero_grad()
-                        imit_loss.backward()
-                        imitation_optimizer.step()
-                    with torch.no_grad():
-                        imitation_kl = mean_kl(before_imitation, policy(b_obs))
-                        bt_nlls = bt_model.nll(d["states"], d["goals"], d["actions"], d["next_states"])
-                        target_value = value_net(policy_obs(targets, target_goals)).mean()
-                        in_maze = maze.is_free(trace_states[..., :2].cpu().numpy())
-                    writer.add_scalar("recall/bt_action_nll", bt_nlls["bt_action_nll"].item(), global_step)
-                    writer.add_scalar("recall/bt_state_nll", bt_nlls["bt_state_nll"].item(), global_step)
-                    if args.imitation_updates > 0:
-                        writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
-                    writer.add_scalar("recall/imitation_kl", imitation_kl.item(), global_step)
+                    # Algorithm 1, lines 8-13 (Algorithm 2's targets): backtracking model, recall traces, imitation
+                    learner = (policy, params, value_net, policy_obs, low, high)
+                    bt = (bt_model, bt_optimizer, bt_buffer)
+                    recall_stats, _ = recall_phase(learner, *bt, maze, trace_goals, b_obs, rng, args)
+                    if stats["kl"] > 0:  # how far recall moved the policy, against TRPO's own step
+                        recall_stats["imitation_kl_ratio"] = recall_stats["imitation_kl"] / stats["kl"]
+                    for name, stat in recall_stats.items():
+                        writer.add_scalar(f"recall/{name}", stat.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)
-                    writer.add_scalar("recall/target_value", target_value.item(), global_step)
-                    writer.add_scalar("recall/trace_validity", in_maze.mean(), global_step)  # positions off the walls
-                    writer.add_scalar("recall/buffer_size", n, global_step)
 
-                episode_return = b["rewards"].sum(0)
-                writer.add_scalar("charts/episodic_return", episode_return.mean().item(), global_step)
-                writer.add_scalar("charts/episodic_length", b["valid"].sum(0).mean().item(), global_step)
-                writer.add_scalar("charts/success_rate", b["success"].mean().item(), global_step)
-                writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+                charts = {"episodic_return": b["rewards"].sum(0).mean(), "episodic_length": b["valid"].sum(0).mean()}
+                charts.update(success_rate=b["success"].mean(), SPS=int(global_step / (time.time() - start_time)))
+                for name, value in charts.items():
+                    writer.add_scalar(f"charts/{name}", value, global_step)
                 entropy = (policy.log_std + 0.5 * np.log(2 * np.pi * np.e)).sum()  # the same in every state
-                writer.add_scalar("losses/entropy", entropy.item(), global_step)
-                for name, value in stats.items():
+                for name, value in {**stats, "value_loss": value_loss.item(), "entropy": entropy.item()}.items():
                     writer.add_scalar(f"losses/{name}", value, global_step)
-                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
 
             # Goal GAN: label the goals by their success rate, train the GAN on them, keep the good ones for replay
             per_goal = successes[np.argsort(episode_goal_idx, kind="stable")].reshape(len(goals), args.episodes_per_goal)
@@ -713,22 +675,17 @@ if __name__ == "__main__":
             d_loss, g_loss = train_gan(gan, d_optimizer, g_optimizer, to_tensor(goals), to_tensor(labels), *gan_schedule)
             old_goals = add_distinct(old_goals, goals[labels == 1], args.old_goal_min_dist)
             if args.add_visited_goals:  # as many as the new goals, drawn from all the positions visited
-                visited = np.concatenate(visited)
-                old_goals = add_distinct(
-                    old_goals, visited[rng.integers(len(visited), size=args.num_new_goals)], args.old_goal_min_dist
-                )
-            writer.add_scalar("losses/gan_d_loss", d_loss, global_step)
-            writer.add_scalar("losses/gan_g_loss", g_loss, global_step)
-            writer.add_scalar("charts/good_goal_frac", labels[: args.num_new_goals].mean(), global_step)
-            writer.add_scalar("charts/old_goals", len(old_goals), global_step)
+                visited = np.concatenate(visited)[rng.integers(sum(map(len, visited)), size=args.num_new_goals)]
+                old_goals = add_distinct(old_goals, visited, args.old_goal_min_dist)
+            gan_logs = {"losses/gan_d_loss": d_loss, "losses/gan_g_loss": g_loss, "charts/old_goals": len(old_goals)}
+            for tag, value in {**gan_logs, "charts/good_goal_frac": labels[: args.num_new_goals].mean()}.items():
+                writer.add_scalar(tag, value, global_step)
             if iteration % args.coverage_every == 0 and global_step < args.total_timesteps:  # the last one follows
                 evaluate_coverage(iteration)
 
         # the end: coverage of the final policy, its return over the grid goals, the heatmap as a PNG
         success, heatmap = evaluate_coverage(iteration)
         writer.add_scalar("eval/episodic_return", success.mean(), global_step)  # reward 1 on reaching the goal
-        from PIL import Image  # installed with gymnasium[mujoco] (imageio) and used by tensorboard images
-
         Image.fromarray(heatmap).save(f"runs/{run_name}/coverage.png")
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")

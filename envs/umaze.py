@@ -121,6 +121,18 @@ class UMazeEnv(gym.Env):
         row = (3.5 - xy[..., 1] / self.scale) * pixels_per_block
         return np.stack([row, col], -1).astype(int)
 
+    def coverage_image(self, goals, success, spacing, pixels_per_block=20):
+        """Goal GAN's coverage picture (paper Fig. 5): the maze from above with a square around each grid goal,
+        from blue (never reached) to red (always reached)."""
+        image = self.maze_image(pixels_per_block)
+        half = max(1, int(spacing / self.scale * pixels_per_block / 2))
+        blue, red = np.array([40, 70, 200]), np.array([215, 40, 40])
+        for (row, col), s in zip(self.to_pixel(goals, pixels_per_block), success, strict=True):
+            image[max(row - half, 0) : row + half, max(col - half, 0) : col + half] = (blue + s * (red - blue)).astype(
+                np.uint8
+            )
+        return image
+
     def render(self):
         """The top-down picture with the goal (green) and the robot (red): drawn with numpy, no OpenGL needed."""
         image = self.maze_image()
@@ -130,6 +142,51 @@ class UMazeEnv(gym.Env):
             row, col = self.to_pixel(xy)
             image[(rows - row) ** 2 + (cols - col) ** 2 <= (radius / self.scale * 20) ** 2] = colour
         return image
+
+
+def run_episodes(env_list, act, goals, max_steps):
+    """One episode on each goal, len(env_list) at a time in lockstep, each env reset with its goal: the
+    goal-conditioned counterpart of a vector env, for goalgan_recall_umaze.py.
+
+    `act(states, goals)` maps (n, state_dim) and (n, 2) numpy arrays to (n, act_dim) actions. Returns a dict of
+    numpy arrays of shape (max_steps, len(goals), ...): states, actions, next_states, rewards, terminations,
+    dones (terminated or truncated) and valid (the steps each episode really took), and `success` (len(goals),).
+    """
+    n_envs, waves = len(env_list), []
+    for begin in range(0, len(goals), n_envs):
+        wave_goals = goals[begin : begin + n_envs]
+        n = len(wave_goals)
+        obs = [env_list[i].reset(options={"goal": wave_goals[i]})[0] for i in range(n)]
+        state = np.stack([o["observation"] for o in obs])
+        out = {
+            "states": np.zeros((max_steps, n, state.shape[1])),
+            "next_states": np.zeros((max_steps, n, state.shape[1])),
+            "actions": np.zeros((max_steps, n) + env_list[0].action_space.shape),
+            **{key: np.zeros((max_steps, n)) for key in ("rewards", "terminations", "dones", "valid")},
+        }
+        active = np.ones(n, dtype=bool)
+        for t in range(max_steps):
+            out["states"][t], out["valid"][t] = state, active
+            out["actions"][t] = act(state, wave_goals)
+            for i in np.flatnonzero(active):
+                o, reward, terminated, truncated, _ = env_list[i].step(out["actions"][t, i])
+                state[i] = o["observation"]
+                out["rewards"][t, i], out["terminations"][t, i] = reward, terminated
+                out["dones"][t, i] = terminated or truncated
+            out["next_states"][t] = state
+            active &= out["dones"][t] == 0
+            if not active.any():
+                break
+        out["success"] = out["terminations"].any(0)  # the U-Maze terminates exactly on reaching the goal
+        waves.append(out)
+    return {key: np.concatenate([w[key] for w in waves], axis=-1 if key == "success" else 1) for key in waves[0]}
+
+
+def goal_success_rates(env_list, act, goals, episodes, max_steps):
+    """The success rate of the policy on each goal over `episodes` episodes from the start. On the grid of
+    feasible goals, their mean is the paper's coverage (6.3, Fig. 5)."""
+    batch = run_episodes(env_list, act, np.repeat(goals, episodes, 0), max_steps)
+    return batch["success"].reshape(len(goals), episodes).mean(1)
 
 
 class PointUMazeEnv(UMazeEnv):
