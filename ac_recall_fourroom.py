@@ -4,7 +4,7 @@ Reproduces paper 6.1 (Fig. 2 and 9), App. F (Fig. 14: learned vs random backward
 App. H (Fig. 17 and 18: ratio of real-environment updates to recall updates) of Goyal et al.,
 "Recall Traces: Backtracking Models for Efficient Reinforcement Learning", ICLR 2019.
 
-    python ac_recall_fourroom.py --size 15 --bt-state true --bt-action learned
+    python ac_recall_fourroom.py --size 15 --bt-state true --bt-model learned
     python ac_recall_fourroom.py --size 15 --no-recall
 """
 
@@ -93,20 +93,21 @@ class Args:
     """where traces start: the highest-value states of the buffer, or the known goal cell"""
     bt_state: Literal["learned", "true"] = "learned"
     """q(s_t|a_t, s_{t+1}): a learned categorical model, or the environment's true backward dynamics"""
-    bt_action: Literal["learned", "random"] = "learned"
-    """q(a_t|s_{t+1}): a learned categorical model, or uniform over the actions (the App. F ablation)"""
+    bt_model: Literal["learned", "random"] = "learned"
+    """a backtracking model trained by maximum likelihood, or never trained (App. F): q(a_t|s_{t+1}) uniform over
+    the actions, q(s_t|a_t, s_{t+1}) the true one (--bt-state true) or left at its random initialisation"""
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     bt_updates: int = 5
-    """gradient steps of the backtracking model per actor-critic update"""
+    """gradient steps of the backtracking model in each recall phase"""
     bt_batch_size: int = 256
     """minibatch size of the backtracking model"""
     imitation_coef: float = 1.0
     """weight of the imitation loss on the recall traces (Eq. 3)"""
-    env_updates_per_recall: int = 1
+    recall_every: int = 1
     """actor-critic updates between two recall phases (App. H, Fig. 17)"""
-    recall_updates: int = 1
-    """imitation updates in each recall phase, each on fresh traces (App. H, Fig. 18)"""
+    imitation_updates: int = 1
+    """imitation steps in each recall phase, each on fresh traces (App. H, Fig. 18)"""
 
 
 def check_args(args: Args):
@@ -115,12 +116,17 @@ def check_args(args: Args):
         return f"--env-id must be FourRoom-v0 (this script needs its true backward dynamics), got {args.env_id!r}"
     if args.size < 7 or args.size % 2 == 0:
         return f"--size must be an odd integer >= 7 (the four-room grid needs a centre wall), got {args.size}"
+    for name in ("learning_rate", "bt_learning_rate"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if args.imitation_coef < 0:
+        return f"--imitation-coef must be >= 0, got {args.imitation_coef}"
     if not 0.0 <= args.slip <= 1.0:
         return f"--slip must be a probability in [0, 1], got {args.slip}"
-    for name in ("trace_len", "num_traces", "k_traj", "num_envs", "num_steps", "bt_batch_size", "env_updates_per_recall"):
+    for name in ("trace_len", "num_traces", "k_traj", "num_envs", "num_steps", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "bt_updates", "recall_updates", "eval_episodes"):
+    for name in ("seed", "total_timesteps", "bt_updates", "imitation_updates", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     if not 0.0 < args.top_k_frac <= 1.0:
@@ -239,6 +245,59 @@ def generate_recall_traces(bt_model, targets, trace_len, pred, bt_state="learned
 def imitation_loss(agent, cells, actions):
     """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
     return -agent.dist(cells.flatten()).log_prob(actions.flatten()).mean()
+
+
+def recall_phase(agent, optimizer, bt_model, bt_optimizer, buffer, pred, goal, kl_cells, args):
+    """Algorithm 1, lines 8-13: fit the learned parts of the backtracking model (Eq. 2) to the most valuable
+    transitions of the top-k_traj buffer, sample recall traces back from the target states, take imitation steps
+    on them (Eq. 3). `kl_cells`: real cells on which the imitation steps' KL is measured. Returns the diagnostics
+    and the last traces (None when there is no target yet: no trajectory with a positive return)."""
+    cells, acts, nexts, rews = (torch.as_tensor(x, device=kl_cells.device) for x in buffer.transitions())
+    # line 8: the top top_k_frac of the buffer's transitions by the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}),
+    # and just r_t at the goal (V of every cell at once: far cheaper than V of every transition)
+    with torch.no_grad():
+        cell_values = agent.value(torch.arange(agent.n_cells, device=kl_cells.device))
+    arrival_value = rews.float() + args.gamma * cell_values[nexts] * (nexts != goal)
+    top = torch.argsort(arrival_value, descending=True)[: max(1, int(args.top_k_frac * len(cells)))]
+    # line 9: maximum likelihood (Eq. 2) of the learned parts; the true state model and App. F's random model have none
+    learn_action = args.bt_model == "learned"
+    learn_state = learn_action and args.bt_state == "learned"
+    stats = {}
+    for _ in range(args.bt_updates if learn_action else 0):
+        batch = top[torch.randint(len(top), (args.bt_batch_size,), device=kl_cells.device)]
+        stats = bt_model.nll(cells[batch], acts[batch], nexts[batch], action=learn_action, state=learn_state)
+        bt_optimizer.zero_grad()
+        sum(stats.values()).backward()
+        bt_optimizer.step()
+    # a value target needs a state of positive return in the buffer; the goal is known from the start
+    if args.imitation_updates == 0 or (args.target == "value" and buffer.best_return() <= 0):
+        return stats, None
+    with torch.no_grad():
+        before = agent.dist(kl_cells)
+    for _ in range(args.imitation_updates):
+        # line 10: target states, the highest-value buffer states or the goal
+        if args.target == "goal":
+            targets = torch.full((args.num_traces,), goal, device=kl_cells.device)
+            stats["target_value"] = torch.ones(())
+        else:
+            best = top[: args.num_traces]
+            targets = nexts[best[torch.arange(args.num_traces, device=kl_cells.device) % len(best)]]
+            stats["target_value"] = arrival_value[best].mean()
+        # line 11: N recall traces backwards from the targets
+        with torch.no_grad():
+            trace_cells, trace_actions, validity = generate_recall_traces(
+                bt_model, targets, args.trace_len, pred, args.bt_state, args.bt_model
+            )
+        # lines 12-13: imitation step on the policy (Eq. 3)
+        stats["imitation_loss"] = imitation_loss(agent, trace_cells, trace_actions)
+        optimizer.zero_grad()
+        (args.imitation_coef * stats["imitation_loss"]).backward()
+        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+        optimizer.step()
+    with torch.no_grad():
+        stats["imitation_kl"] = torch.distributions.kl_divergence(before, agent.dist(kl_cells)).mean()
+    stats["trace_validity"] = torch.tensor(validity)
+    return stats, (trace_cells, trace_actions)
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
@@ -388,54 +447,15 @@ if __name__ == "__main__":
             nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
             optimizer.step()
 
-            if args.recall and buffer.trajectories:
-                # Algorithm 1, line 8: the top top_k_frac of the buffer's transitions by the value of s_{t+1}
-                cells, acts, nexts, rews = (torch.as_tensor(x, device=device) for x in buffer.transitions())
-                with torch.no_grad():  # V of every cell at once: far cheaper than V of every transition
-                    cell_values = agent.value(torch.arange(n_cells, device=device))
-                # the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}), and just r_t at the goal
-                arrival_value = rews.float() + args.gamma * cell_values[nexts] * (nexts != grid.goal)
-                top = torch.argsort(arrival_value, descending=True)[: max(1, int(args.top_k_frac * len(cells)))]
-                # Algorithm 1, line 9: maximum likelihood (Eq. 2) of the learned parts; "true" and "random" have none
-                learn_action, learn_state = args.bt_action == "learned", args.bt_state == "learned"
-                nlls = {}
-                for _ in range(args.bt_updates if learn_action or learn_state else 0):
-                    batch = top[torch.randint(len(top), (args.bt_batch_size,), device=device)]
-                    nlls = bt_model.nll(cells[batch], acts[batch], nexts[batch], action=learn_action, state=learn_state)
-                    bt_optimizer.zero_grad()
-                    sum(nlls.values()).backward()
-                    bt_optimizer.step()
-                for name, nll in nlls.items():
-                    writer.add_scalar(f"recall/{name}", nll.item(), global_step)
-
-                # a value target needs a state of positive return in the buffer; the goal is known from the start
-                have_target = args.target == "goal" or buffer.best_return() > 0
-                if have_target and iteration % args.env_updates_per_recall == 0:
-                    for _ in range(args.recall_updates):
-                        # Algorithm 1, line 10: target states, the highest-value buffer states or the goal
-                        if args.target == "goal":
-                            targets = torch.full((args.num_traces,), grid.goal, device=device)
-                            target_value = torch.ones(())
-                        else:
-                            best = top[: args.num_traces]
-                            targets = nexts[best[torch.arange(args.num_traces, device=device) % len(best)]]
-                            target_value = arrival_value[best].mean()
-                        # Algorithm 1, line 11: N recall traces backwards from the targets
-                        with torch.no_grad():
-                            trace_cells, trace_actions, validity = generate_recall_traces(
-                                bt_model, targets, args.trace_len, pred, args.bt_state, args.bt_action
-                            )
-                        # Algorithm 1, lines 12-13: imitation step on the policy (Eq. 3)
-                        imit_loss = imitation_loss(agent, trace_cells, trace_actions)
-                        optimizer.zero_grad()
-                        (args.imitation_coef * imit_loss).backward()
-                        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                        optimizer.step()
-                    if args.recall_updates > 0:
-                        writer.add_scalar("recall/imitation_loss", imit_loss.item(), global_step)
-                        writer.add_scalar("recall/trace_validity", validity, global_step)
-                        writer.add_scalar("recall/target_value", target_value.item(), global_step)
-                        writer.add_scalar("recall/trace_len", args.trace_len, global_step)
+            if args.recall and buffer.trajectories and iteration % args.recall_every == 0:
+                # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
+                recall_stats, traces = recall_phase(
+                    agent, optimizer, bt_model, bt_optimizer, buffer, pred, grid.goal, obs_buf.flatten(), args
+                )
+                for name, stat in recall_stats.items():
+                    writer.add_scalar(f"recall/{name}", stat.item(), global_step)
+                if traces is not None:
+                    writer.add_scalar("recall/trace_len", args.trace_len, global_step)
 
             if recent_success:  # over the last 100 episodes, every iteration: the benchmark reads its first 0.9
                 writer.add_scalar("charts/success_rate", np.mean(recent_success), global_step)

@@ -120,7 +120,9 @@ def check_args(args: Args):
     for name in ("num_envs", "num_steps", "buffer_size", "batch_size", "ac_steps_per_per_step"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "learning_starts", "eval_episodes"):
+    if args.learning_rate <= 0:
+        return f"--learning-rate must be > 0, got {args.learning_rate}"
+    for name in ("seed", "total_timesteps", "learning_starts", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     if args.batch_size > args.buffer_size:

@@ -31,21 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 AC, PER = "ac_recall_fourroom.py", "per_fourroom.py"
 SETTINGS = {  # short name: (what the table calls it, script, flags)
     "ac": ("actor-critic (`--no-recall`)", AC, ["--no-recall"]),
-    "true-learned": ("recall, true state + learned action", AC, ["--bt-state", "true", "--bt-action", "learned"]),
-    "learned-learned": ("recall, all learned", AC, ["--bt-state", "learned", "--bt-action", "learned"]),
-    "true-random": ("recall, true state + random action (App. F)", AC, ["--bt-state", "true", "--bt-action", "random"]),
+    "true-learned": ("recall, true state + learned action", AC, ["--bt-state", "true", "--bt-model", "learned"]),
+    "learned-learned": ("recall, all learned", AC, ["--bt-state", "learned", "--bt-model", "learned"]),
+    "true-random": ("recall, true state + random action (App. F)", AC, ["--bt-state", "true", "--bt-model", "random"]),
     # paper 6.2: prioritized experience replay, Table 3's batch size and alpha for the size
     "per": ("actor-critic + PER", PER, []),
     "per-critic": ("actor-critic + PER, critic only", PER, ["--no-per-actor"]),
     # App. H: the ratio of actor-critic updates to imitation updates, with the true state + learned action model
-    "ratio-2:1": ("recall, 2 AC updates : 1 recall update", AC, ["--bt-state", "true", "--env-updates-per-recall", "2"]),
-    "ratio-4:1": ("recall, 4 AC updates : 1 recall update", AC, ["--bt-state", "true", "--env-updates-per-recall", "4"]),
-    "ratio-1:2": ("recall, 1 AC update : 2 recall updates", AC, ["--bt-state", "true", "--recall-updates", "2"]),
-    "ratio-1:4": ("recall, 1 AC update : 4 recall updates", AC, ["--bt-state", "true", "--recall-updates", "4"]),
+    "ratio-2:1": ("recall, 2 AC updates : 1 recall update", AC, ["--bt-state", "true", "--recall-every", "2"]),
+    "ratio-4:1": ("recall, 4 AC updates : 1 recall update", AC, ["--bt-state", "true", "--recall-every", "4"]),
+    "ratio-1:2": ("recall, 1 AC update : 2 recall updates", AC, ["--bt-state", "true", "--imitation-updates", "2"]),
+    "ratio-1:4": ("recall, 1 AC update : 4 recall updates", AC, ["--bt-state", "true", "--imitation-updates", "4"]),
     "ratio-1:4-len5": (
         "recall, 1 AC update : 4 recall updates, traces of 5",
         AC,
-        ["--bt-state", "true", "--recall-updates", "4", "--trace-len", "5"],
+        ["--bt-state", "true", "--imitation-updates", "4", "--trace-len", "5"],
     ),
 }
 MAIN_SETTINGS = ["ac", "true-learned", "learned-learned", "true-random"]

@@ -1,5 +1,6 @@
 """ac_recall_fourroom.py: its pieces, its command line, its logs, and one learning run."""
 
+import copy
 from functools import partial
 
 import gymnasium as gym
@@ -10,14 +11,16 @@ import torch
 import envs  # noqa: F401
 from ac_recall_fourroom import (
     ActorCritic,
+    Args,
     BacktrackingModel,
     TopTrajectoryBuffer,
     compute_gae,
     generate_recall_traces,
     imitation_loss,
+    recall_phase,
     true_predecessor_table,
 )
-from helpers import assert_fourroom_run_logged, assert_learns_smallest_grid, assert_refused, scalars
+from helpers import assert_fourroom_run_logged, assert_refused, scalars
 from helpers import run_script as run_any_script
 
 run_script = partial(run_any_script, "ac_recall_fourroom.py")
@@ -123,6 +126,60 @@ def test_top_trajectory_buffer_keeps_the_best_and_the_newest_on_ties():
     assert cells.tolist() == [3, 4] and nexts.tolist() == [4, 5] and buffer.best_return() == 0.9
 
 
+def random_walk_buffer(env, n_traj=64, length=20, seed=0):
+    """A top-k_traj buffer of real random-walk trajectories on the grid (given a positive return so they are kept)."""
+    rng = np.random.default_rng(seed)
+    buffer = TopTrajectoryBuffer(k_traj=n_traj)
+    for _ in range(n_traj):
+        cell, steps = rng.choice(env.free_cells), []
+        for _ in range(length):
+            action = int(rng.integers(4))
+            steps.append((cell, action, env.move(cell, action), 0.0))
+            cell = steps[-1][2]
+        cells, actions, nexts, rewards = (np.array(x) for x in zip(*steps, strict=True))
+        buffer.add(1.0, cells, actions, nexts, rewards)
+    return buffer
+
+
+def phase_setup(env, **overrides):
+    torch.manual_seed(0)
+    flags = dict(top_k_frac=1.0, target="goal", bt_updates=1, imitation_updates=1, num_traces=64, trace_len=6)
+    args = Args(size=env.size, **{**flags, **overrides})
+    n = env.observation_space.n
+    agent, bt_model = ActorCritic(n, 4, 16), BacktrackingModel(n, 4)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=3e-3)
+    kl_cells = torch.as_tensor(env.free_cells)
+    return agent, optimizer, bt_model, bt_optimizer, true_predecessor_table(env), kl_cells, args
+
+
+def test_recall_phase_learns_the_step_back_from_real_transitions():
+    """Trained through recall_phase on the buffer's real (s_t, a_t, s_{t+1}), the learned state model's traces are
+    true backward steps (validity near 1). Trained on swapped pairs it learns the forward step, and they are not."""
+    env = small_grid()
+    agent, optimizer, bt_model, bt_optimizer, pred, kl_cells, args = phase_setup(env, bt_updates=1500)
+    stats, (cells, actions) = recall_phase(
+        agent, optimizer, bt_model, bt_optimizer, random_walk_buffer(env), pred, env.goal, kl_cells, args
+    )
+    assert stats["trace_validity"] >= 0.9
+    nexts = torch.cat([torch.full((1, 64), env.goal), cells[:-1]])
+    assert pred[nexts, actions, cells].float().mean() >= 0.9
+
+
+def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
+    """One recall phase, true state model, one imitation step: the policy gives its traces' actions a higher
+    log-likelihood, and the step's KL is logged. With the imitation sign flipped, or its coefficient 0, it does not."""
+    env = small_grid()
+    agent, optimizer, bt_model, bt_optimizer, pred, kl_cells, args = phase_setup(env, bt_state="true")
+    before = copy.deepcopy(agent)
+    stats, (cells, actions) = recall_phase(
+        agent, optimizer, bt_model, bt_optimizer, random_walk_buffer(env), pred, env.goal, kl_cells, args
+    )
+    with torch.no_grad():
+        gain = (agent.dist(cells).log_prob(actions) - before.dist(cells).log_prob(actions)).mean()
+    assert gain > 0.01 and stats["imitation_kl"] > 0.0
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -131,6 +188,9 @@ def test_top_trajectory_buffer_keeps_the_best_and_the_newest_on_ties():
         (["--trace-len", "0"], "--trace-len must be >= 1"),
         (["--top-k-frac", "0"], "--top-k-frac must be in (0, 1]"),
         (["--env-id", "CartPole-v1"], "--env-id must be FourRoom-v0"),
+        (["--seed", "-5"], "--seed must be >= 0"),
+        (["--bt-learning-rate", "-1"], "--bt-learning-rate must be > 0"),
+        (["--imitation-coef", "-1"], "--imitation-coef must be >= 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
@@ -142,7 +202,7 @@ def test_smoke_logs_every_tag(tmp_path):
     result = run_script(tmp_path, *flags, "--save-model")
     assert result.returncode == 0, result.stderr
     recall_tags = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/trace_len"]
-    recall_tags += ["recall/target_value", "recall/trace_validity"]
+    recall_tags += ["recall/target_value", "recall/trace_validity", "recall/imitation_kl"]
     _, logged, checkpoint = assert_fourroom_run_logged(tmp_path, recall_tags)
     assert all(0.0 <= v <= 1.0 for v in logged["recall/trace_validity"])
     assert logged["recall/trace_len"][-1] == 10
@@ -152,7 +212,7 @@ def test_smoke_logs_every_tag(tmp_path):
 def test_true_state_random_action_trains_and_logs_no_backtracking_model(tmp_path):
     """Neither replaced part is trained, so no NLL is logged; the true state model makes every backward step valid."""
     flags = ["--size", "7", "--total-timesteps", "4096", "--num-envs", "4", "--eval-episodes", "5", "--target", "goal"]
-    result = run_script(tmp_path, *flags, "--bt-state", "true", "--bt-action", "random")
+    result = run_script(tmp_path, *flags, "--bt-state", "true", "--bt-model", "random")
     assert result.returncode == 0, result.stderr
     logged = scalars(tmp_path)[2]
     assert "recall/bt_action_nll" not in logged and "recall/bt_state_nll" not in logged
@@ -172,7 +232,16 @@ def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
         assert runs[0][tag] == runs[1][tag]  # same seed, same machine, same numbers
 
 
-def test_recall_traces_learn_the_smallest_grid(tmp_path):
-    """Learned backtracking model, value targets."""
-    logged = assert_learns_smallest_grid("ac_recall_fourroom.py", tmp_path)
-    assert max(logged["recall/trace_validity"][-5:]) >= 0.8  # the learned state model has learned the grid
+def test_recall_traces_beat_the_same_run_without_imitation(tmp_path):
+    """11x11, seed 1, 30720 steps, the defaults (everything learned, value targets), against the same run with
+    --imitation-coef 0 (the backtracking model still trains, its traces are never imitated): with recall the last
+    100 training episodes all reach the goal (1.0 when this test was written), without it about 1 in 7 (0.15).
+    The margin asked for is 0.5."""
+    success = {}
+    for name, flags in (("recall", []), ("no_imitation", ["--imitation-coef", "0"])):
+        (tmp_path / name).mkdir()
+        result = run_script(tmp_path / name, "--size", "11", "--total-timesteps", "30720", "--seed", "1", *flags)
+        assert result.returncode == 0, result.stderr
+        success[name] = scalars(tmp_path / name)[2]["charts/success_rate"][-1]
+    assert success["recall"] >= 0.9
+    assert success["recall"] - success["no_imitation"] >= 0.5, success
