@@ -43,7 +43,7 @@ ALGOS = {  # script, default envs, default steps, {setting: (what the table call
         {
             "base": ("TRPO (`--no-recall`)", ["--no-recall"]),
             "recall": ("TRPO + recall traces", ["--recall"]),
-            "recall-lr1e-4": ("TRPO + recall, `--imitation-lr 1e-4`", ["--recall", "--imitation-lr", "1e-4"]),
+            "random": ("TRPO + recall, random backtracking model (App. F)", ["--recall", "--bt-model", "random"]),
         },
     ),
 }
