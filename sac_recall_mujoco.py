@@ -44,8 +44,10 @@ class Args:
     """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
     save_model: bool = False
     """if toggled, save the actor, the critics, the backtracking model and its normaliser to the run directory"""
+    eval_every: int = 5000
+    """env steps between two evaluations of the deterministic (mean-action) policy (0: only at the end)"""
     eval_episodes: int = 10
-    """episodes of the deterministic (mean-action) policy run at the end for eval/episodic_return"""
+    """episodes of each evaluation, on an env of its own (not counted as env steps), logged as eval/episodic_return"""
 
     # environment
     env_id: str = "Hopper-v4"
@@ -128,7 +130,7 @@ def check_args(args: Args):
     for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_episodes"):
+    for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     if args.bt_sample_size < 1 or args.bt_refresh < 1:
@@ -421,6 +423,24 @@ def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs
     return stats, (trace_states, trace_actions)
 
 
+def evaluate(actor, env_id, episodes, seed, device):
+    """The mean return of the deterministic policy (the squashed mean action) over `episodes` episodes of a fresh
+    env, seeded apart from training. It draws no random numbers, so evaluating leaves training unchanged."""
+    env, returns = gym.make(env_id), []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + 10_000 + episode)
+        done, ep_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                mean, _ = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
+                obs, reward, terminated, truncated, _ = env.step(actor.squash(mean)[0].cpu().numpy())
+            ep_return += reward
+            done = terminated or truncated
+        returns.append(ep_return)
+    env.close()
+    return float(np.mean(returns))
+
+
 def soft_q_target(rewards, terminations, next_q, next_log_prob, alpha, gamma):
     """r + gamma * (1 - terminated) * (min_i Q'_i(s', a') - alpha log pi(a'|s')): truncation bootstraps."""
     return rewards + gamma * (1.0 - terminations) * (next_q - alpha * next_log_prob)
@@ -509,6 +529,9 @@ if __name__ == "__main__":
             # Algorithm 1, line 5 (the buffer B is the replay buffer)
             autoreset = add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset)
             obs = next_obs
+            if args.eval_every and global_step % args.eval_every < args.num_envs and global_step < args.total_timesteps:
+                eval_return = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
+                writer.add_scalar("eval/episodic_return", eval_return, global_step)
             if global_step <= args.learning_starts:
                 continue
 
@@ -580,22 +603,10 @@ if __name__ == "__main__":
                 if global_step % 10_000 < args.num_envs:
                     print(f"global_step={global_step} SPS={sps}")
 
-        # the deterministic policy (mean action) at the end
-        eval_env = gym.make(args.env_id)
-        eval_returns = []
-        for episode in range(args.eval_episodes):
-            eval_obs, _ = eval_env.reset(seed=args.seed + 10_000 + episode)
-            done, ep_return = False, 0.0
-            while not done:
-                with torch.no_grad():
-                    obs_t = torch.as_tensor(eval_obs, dtype=torch.float32, device=device)[None]
-                    eval_obs, reward, terminated, truncated, _ = eval_env.step(actor.sample(obs_t)[2][0].cpu().numpy())
-                ep_return += reward
-                done = terminated or truncated
-            eval_returns.append(ep_return)
-        if eval_returns:
-            writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
-            print(f"eval: episodic_return={np.mean(eval_returns):.1f} over {len(eval_returns)} episodes")
+        if args.eval_episodes > 0:  # the deterministic policy at the end
+            eval_return = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
+            writer.add_scalar("eval/episodic_return", eval_return, global_step)
+            print(f"eval: episodic_return={eval_return:.1f} over {args.eval_episodes} episodes")
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for

@@ -43,8 +43,10 @@ class Args:
     """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
     save_model: bool = False
     """if toggled, save the policy, the value network, the observation normaliser and the backtracking model"""
+    eval_every: int = 50_000
+    """env steps between two evaluations of the deterministic (mean-action) policy (0: only at the end)"""
     eval_episodes: int = 10
-    """episodes of the deterministic (mean-action) policy run at the end for eval/episodic_return"""
+    """episodes of each evaluation, on an env of its own (not counted as env steps), logged as eval/episodic_return"""
 
     # environment
     env_id: str = "Hopper-v4"
@@ -119,7 +121,7 @@ def check_args(args: Args):
     for name in positive + ("vf_minibatch_size", "bt_buffer_size", "bt_batch_size"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_episodes"):
+    for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     for name in ("max_kl", "imitation_max_kl", "vf_lr", "bt_learning_rate"):
@@ -288,6 +290,24 @@ class TransitionBuffer:
         self.size = min(self.size + len(obs), self.capacity)
 
 
+def evaluate(policy, obs_normaliser, env_id, episodes, seed, low, high):
+    """The mean return of the deterministic policy (the mean action, clipped) over `episodes` episodes of a fresh
+    env, seeded apart from training. It draws no random numbers, so evaluating leaves training unchanged."""
+    env, returns = gym.make(env_id), []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + 10_000 + episode)
+        done, ep_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                obs_t = obs_normaliser(torch.as_tensor(obs, dtype=torch.float32, device=low.device))
+                obs, reward, terminated, truncated, _ = env.step(torch.clamp(policy(obs_t).mean, low, high).cpu().numpy())
+            ep_return += reward
+            done = terminated or truncated
+        returns.append(ep_return)
+    env.close()
+    return float(np.mean(returns))
+
+
 def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
     """Generalised advantage estimation over (num_steps, num_envs) tensors.
 
@@ -362,14 +382,11 @@ def natural_gradient_step(policy, params, objective, obs, max_kl, args):
     # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
     shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
     full_step = step_dir * torch.sqrt(max_kl / shs.clamp(min=1e-12))
-    return line_search(
-        params,
-        lambda: (objective(), mean_kl(old_dist, policy(obs))),
-        full_step,
-        max_kl,
-        args.line_search_tries,
-        args.line_search_factor,
-    )
+
+    def evaluate():
+        return objective(), mean_kl(old_dist, policy(obs))
+
+    return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
 
 
 def trpo_step(policy, params, obs, actions, advantages, args):
@@ -556,24 +573,16 @@ if __name__ == "__main__":
             writer.add_scalar("charts/SPS", sps, global_step)
             if iteration % 10 == 0:
                 print(f"global_step={global_step} SPS={sps}")
+            batch_steps = args.num_envs * args.num_steps  # an evaluation when global_step passes a multiple of eval_every
+            if args.eval_every and global_step // args.eval_every > (global_step - batch_steps) // args.eval_every:
+                if iteration < num_iterations:  # the last one follows
+                    eval_return = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
+                    writer.add_scalar("eval/episodic_return", eval_return, global_step)
 
-        # the deterministic policy (mean action) at the end
-        eval_env = gym.make(args.env_id)
-        eval_returns = []
-        for episode in range(args.eval_episodes):
-            eval_obs, _ = eval_env.reset(seed=args.seed + 10_000 + episode)
-            done, ep_return = False, 0.0
-            while not done:
-                with torch.no_grad():
-                    obs_t = obs_normaliser(torch.as_tensor(eval_obs, dtype=torch.float32, device=device))
-                    action = torch.clamp(policy(obs_t).mean, low, high)
-                eval_obs, reward, terminated, truncated, _ = eval_env.step(action.cpu().numpy())
-                ep_return += reward
-                done = terminated or truncated
-            eval_returns.append(ep_return)
-        if eval_returns:
-            writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
-            print(f"eval: episodic_return={np.mean(eval_returns):.1f} over {len(eval_returns)} episodes")
+        if args.eval_episodes > 0:  # the deterministic policy at the end
+            eval_return = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
+            writer.add_scalar("eval/episodic_return", eval_return, global_step)
+            print(f"eval: episodic_return={eval_return:.1f} over {args.eval_episodes} episodes")
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for

@@ -81,12 +81,13 @@ def assert_mujoco_smoke(script, cwd, flags, recall, shared_tags, recall_tags, tr
     return logged, checkpoint
 
 
-def assert_same_seed_same_numbers(script, cwd, flags, tags):
-    """Two runs with the same flags, seed included, log exactly the same values of `tags`."""
+def assert_same_seed_same_numbers(script, cwd, flags, tags, second_flags=()):
+    """Two runs with the same flags, seed included, log exactly the same values of `tags`; the second run adds
+    `second_flags`, which must not change them (periodic evaluation, say)."""
     runs = []
-    for name in ("a", "b"):
+    for name, extra in (("a", ()), ("b", second_flags)):
         (cwd / name).mkdir()
-        assert run_script(script, cwd / name, *flags).returncode == 0
+        assert run_script(script, cwd / name, *flags, *extra).returncode == 0
         runs.append(scalars(cwd / name)[2])
     for tag in tags:
         assert runs[0][tag] == runs[1][tag], tag

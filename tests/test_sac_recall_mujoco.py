@@ -300,13 +300,19 @@ RECALL_TAGS += ["recall/trace_clamped_frac", "recall/refresh_heldout_bt_state_nl
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
 def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 20 steps: Table 2's for Hopper
-    _, checkpoint = assert_mujoco_smoke(SCRIPT, tmp_path, SMOKE, recall, SHARED_TAGS, RECALL_TAGS, trace_len=20)
+    logged, checkpoint = assert_mujoco_smoke(
+        SCRIPT, tmp_path, [*SMOKE, "--eval-every", "500"], recall, SHARED_TAGS, RECALL_TAGS, trace_len=20
+    )
+    assert len(logged["eval/episodic_return"]) == 3  # on the way, and at the end
     assert {"actor", "qf1", "qf2"} <= checkpoint.keys()
 
 
 def test_same_seed_same_numbers(tmp_path):
     tags = ["charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"]
-    assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
+    # the second run evaluates the policy on the way, which must change nothing else
+    assert_same_seed_same_numbers(
+        SCRIPT, tmp_path, [*SMOKE, "--recall", "--eval-every", "0"], tags[:-1], ["--eval-every", "500"]
+    )
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])

@@ -221,7 +221,10 @@ RECALL_TAGS += ["recall/imitation_kl_ratio", "recall/trace_len", "recall/target_
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
 def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 10 steps: Table 1's for Hopper
-    logged, checkpoint = assert_mujoco_smoke(SCRIPT, tmp_path, SMOKE, recall, SHARED_TAGS, RECALL_TAGS, trace_len=10)
+    logged, checkpoint = assert_mujoco_smoke(
+        SCRIPT, tmp_path, [*SMOKE, "--eval-every", "2048"], recall, SHARED_TAGS, RECALL_TAGS, trace_len=10
+    )
+    assert len(logged["eval/episodic_return"]) == 2  # on the way, and at the end
     assert all(0.0 <= kl <= 0.01 for kl in logged["losses/kl"])  # the trust region of the accepted steps
     assert {"policy", "value_net", "obs_normaliser"} <= checkpoint.keys()
     assert 3000 < checkpoint["obs_normaliser"]["count"] <= 4096  # the statistics of the real steps, saved
@@ -229,7 +232,10 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 10 steps: Table 1'
 
 def test_same_seed_same_numbers(tmp_path):
     tags = ["charts/episodic_return", "losses/kl", "recall/bt_state_nll", "eval/episodic_return"]
-    assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
+    # the second run evaluates the policy on the way, which must change nothing else
+    assert_same_seed_same_numbers(
+        SCRIPT, tmp_path, [*SMOKE, "--recall", "--eval-every", "0"], tags[:-1], ["--eval-every", "2048"]
+    )
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
