@@ -1,0 +1,158 @@
+"""Every experiment of the benchmark, named after the paper's figure it reproduces.
+
+An experiment is a script, its env ids, its settings (named flag sets, the baseline among them), default seeds
+and a budget in env steps. `benchmark/run.py` starts its runs, `benchmark/plot.py` draws its curves and tables.
+The four-room experiments take grid sizes as env ids ("11" is `--size 11`).
+"""
+
+from dataclasses import dataclass, field
+
+AC, PER = "ac_recall_fourroom.py", "per_fourroom.py"
+SAC, TRPO, GOALGAN = "sac_recall_mujoco.py", "trpo_recall_mujoco.py", "goalgan_recall_umaze.py"
+FOURROOM_BUDGETS = {"11": 200_000, "13": 250_000, "15": 300_000, "19": 500_000}
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    """what the tables and legends call it"""
+    flags: tuple[str, ...] = ()
+    """the script's flags for this setting"""
+    script: str | None = None
+    """another script than the experiment's (PER against recall)"""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    script: str
+    env_ids: tuple[str, ...]
+    settings: dict[str, Setting]
+    baseline: str
+    """the setting every other one is compared with"""
+    seeds: tuple[int, ...]
+    budget: int | dict[str, int]
+    """env steps of a run, one for all envs or one per env id"""
+    metric: str = "eval/episodic_return"
+    """the scalar of the learning curves and of the final performance"""
+    threshold: float | None = None
+    """if set, the tables also give the env steps each run needs to reach this value of the metric"""
+    threshold_episodes: int = 0
+    """episodes a run must have finished before its metric counts for the threshold (a rate over the last 100)"""
+    env_flag: str = "--env-id"
+    """how an env id reaches the script"""
+    flags: tuple[str, ...] = field(default=())
+    """flags of every run"""
+
+    def steps(self, env_id):
+        return self.budget[env_id] if isinstance(self.budget, dict) else self.budget
+
+    def command(self, env_id, setting, seed, total_timesteps=None):
+        """The script and its flags for one run, as a user would type them."""
+        s = self.settings[setting]
+        steps = total_timesteps or self.steps(env_id)
+        flags = [self.env_flag, env_id, "--seed", str(seed), "--total-timesteps", str(steps), *self.flags, *s.flags]
+        return s.script or self.script, flags
+
+
+def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19")):
+    seeds = tuple(range(1, 11))
+    return Experiment(AC, env_ids, settings, baseline, seeds, FOURROOM_BUDGETS, "charts/success_rate", 0.9, 100, "--size")
+
+
+BASE_AC = Setting("actor-critic (`--no-recall`)", ("--no-recall",))
+TRUE_LEARNED = Setting("recall, true state + learned action", ("--bt-state", "true"))
+EXPERIMENTS = {
+    # paper 6.1, Fig. 2 and 9: actor-critic with and without recall traces
+    "fig2_fourroom": fourroom(
+        {"ac": BASE_AC, "true-learned": TRUE_LEARNED, "learned": Setting("recall, all learned", ("--bt-state", "learned"))}
+    ),
+    # paper 6.2, Fig. 3 and 4: recall traces against prioritized experience replay
+    "fig4_per": fourroom(
+        {"ac": BASE_AC, "per": Setting("actor-critic + PER", (), PER), "true-learned": TRUE_LEARNED},
+        env_ids=("11", "13", "15"),
+    ),
+    # App. F, Fig. 14: a learned backward action model against a random one
+    "fig14_random_model": fourroom(
+        {
+            "ac": BASE_AC,
+            "true-learned": TRUE_LEARNED,
+            "true-random": Setting("recall, true state + random action", ("--bt-state", "true", "--bt-model", "random")),
+        }
+    ),
+    # App. H, Fig. 17 and 18: actor-critic updates per recall phase and imitation steps per phase (15x15)
+    "fig17_fourroom_ratio": fourroom(
+        {
+            "true-learned": TRUE_LEARNED,
+            "ratio-4:1": Setting("4 AC updates : 1 recall phase", ("--bt-state", "true", "--recall-every", "4")),
+            "ratio-1:4": Setting("1 AC update : 4 imitation steps", ("--bt-state", "true", "--imitation-updates", "4")),
+        },
+        baseline="true-learned",
+        env_ids=("15",),
+    ),
+    # paper 6.4, Fig. 6: TRPO with and without recall traces
+    "fig6_trpo": Experiment(
+        TRPO,
+        ("Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "Ant-v4"),
+        {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)), "recall": Setting("TRPO + recall traces")},
+        "trpo",
+        tuple(range(1, 11)),
+        1_000_000,
+    ),
+    # App. B, Fig. 8: the length of the traces (TRPO)
+    "fig8_trace_len": Experiment(
+        TRPO,
+        ("Ant-v4", "Hopper-v4"),
+        {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",))}
+        | {f"len{n}": Setting(f"recall, traces of {n}", ("--trace-len", str(n))) for n in (1, 5, 10, 20, 50)},
+        "trpo",
+        (1, 2, 3),
+        1_000_000,
+    ),
+    # paper 6.5, Fig. 7: SAC with and without recall traces (100k env steps)
+    "fig7_sac": Experiment(
+        SAC,
+        ("Hopper-v4", "Walker2d-v4", "Ant-v4", "HalfCheetah-v4"),
+        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",)), "recall": Setting("SAC + recall traces")},
+        "sac",
+        (1, 2, 3, 4, 5),
+        100_000,
+    ),
+    # App. F, Fig. 15: an untrained backtracking model (SAC)
+    "fig15_random_model_sac": Experiment(
+        SAC,
+        ("Walker2d-v4", "Ant-v4"),
+        {
+            "sac": Setting("SAC (`--no-recall`)", ("--no-recall",)),
+            "recall": Setting("SAC + recall traces"),
+            "random": Setting("SAC + recall, untrained model", ("--bt-model", "random")),
+        },
+        "sac",
+        (1, 2, 3),
+        100_000,
+    ),
+    # App. H, Fig. 19: imitation steps per 5 SAC updates
+    "fig19_sac_ratio": Experiment(
+        SAC,
+        ("Hopper-v4", "Walker2d-v4"),
+        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",))}
+        | {
+            f"imit{n}": Setting(f"recall, {n} imitation steps per 5 SAC", ("--imitation-updates", str(n))) for n in (5, 10, 20)
+        },
+        "sac",
+        (1, 2, 3),
+        100_000,
+    ),
+    # paper 6.3, App. D Fig. 11 and 13: Goal GAN on the point-mass U-Maze
+    "fig11_goalgan_point": Experiment(
+        GOALGAN,
+        ("PointUMaze-v0",),
+        {"goalgan": Setting("Goal GAN (`--no-recall`)", ("--no-recall",)), "recall": Setting("Goal GAN + recall traces")},
+        "goalgan",
+        tuple(range(1, 11)),
+        1_500_000,
+        metric="charts/coverage",
+        threshold=0.6,
+    ),
+}
+# the tags a result file keeps: the curves and the recall diagnostics (the base algorithm's losses stay in TensorBoard)
+KEPT_TAGS = ("charts/", "eval/", "recall/")

@@ -1,0 +1,163 @@
+"""Learning curves and tables of one experiment, from its result files alone.
+
+    python benchmark/plot.py fig7_sac                         # results/fig7_sac -> docs/figures/fig7_sac.{png,md}
+    python benchmark/plot.py fig2_fourroom --results-dir results --out-dir docs/figures
+
+The figure has one panel per env id: the experiment's metric against env steps, the mean over seeds of each
+setting with a 95% bootstrap band. The table gives, per env id and setting, the final metric and its area under
+the curve (the mean of the curve over the env steps all runs share) with 95% bootstrap intervals, the env steps to
+the experiment's threshold where it has one, and the probability that a run of the setting beats a run of the
+baseline, P(X > Y) over all pairs of seeds, with its 95% bootstrap interval (resampling both sets of seeds).
+Intervals come from scipy.stats.bootstrap (percentile method, 2000 resamples, fixed random state).
+"""
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments import EXPERIMENTS  # noqa: E402
+from results import read  # noqa: E402
+
+GRID_POINTS = 100
+
+
+@dataclass
+class Args:
+    experiment: tyro.conf.Positional[str]
+    """the experiment's name (see benchmark/experiments.py)"""
+    results_dir: Path = Path("results")
+    """where run.py wrote the result files"""
+    out_dir: Path = Path("docs/figures")
+    """where the figure (<experiment>.png) and the table (<experiment>.md) go"""
+
+
+def load(results_dir, experiment):
+    """{env_id: {setting: [(identity, series), ...]}} of every result file of the experiment, by seed."""
+    runs = defaultdict(lambda: defaultdict(list))
+    for path in sorted((results_dir / experiment).glob("*.csv.gz")):
+        identity, series = read(path)
+        runs[identity["env_id"]][identity["setting"]].append((identity, series))
+    for settings in runs.values():
+        for setting in settings:
+            settings[setting].sort(key=lambda run: run[0]["seed"])
+    return runs
+
+
+def bootstrap_ci(statistic, *samples):
+    """The 95% percentile-bootstrap interval of statistic(*samples); (nan, nan) with fewer than 2 values a sample."""
+    if min(len(s) for s in samples) < 2:
+        return np.nan, np.nan
+    if all(np.ptp(s) == 0 for s in samples):  # no spread: the interval is the value itself
+        value = statistic(*samples)
+        return value, value
+    res = stats.bootstrap(
+        samples, statistic, paired=False, vectorized=False, confidence_level=0.95, n_resamples=2000,
+        method="percentile", random_state=0,
+    )  # fmt: skip
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def prob_greater(x, y):
+    """P(X > Y) over all pairs, ties counting one half."""
+    x, y = np.asarray(x)[:, None], np.asarray(y)[None, :]
+    return float(np.mean(x > y) + 0.5 * np.mean(x == y))
+
+
+def curves(runs, metric):
+    """The shared grid of env steps and each run's metric on it (linear interpolation), shape (runs, grid)."""
+    first = max(series[metric][0][0] for _, series in runs)
+    last = min(series[metric][0][-1] for _, series in runs)
+    grid = np.linspace(first, last, GRID_POINTS) if last > first else np.array([last])
+    return grid, np.stack([np.interp(grid, *series[metric]) for _, series in runs])
+
+
+def fmt(value, low=np.nan, high=np.nan):
+    if value is None or not np.isfinite(value):
+        return "-"
+    digits = 2 if abs(value) < 10 else 0
+    interval = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
+    return f"{value:.{digits}f}{interval}"
+
+
+def table(exp, runs_by_env):
+    metric = exp.metric
+    head = ["env", "setting", "seeds", f"final {metric}", "AUC", f"P(final > {exp.baseline})", "P(AUC > baseline)"]
+    if exp.threshold is not None:
+        head += [f"steps to {exp.threshold}: median (solved)", "P(fewer steps than baseline)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
+    for env_id, settings in runs_by_env.items():
+        grid, _ = curves([run for runs in settings.values() for run in runs], metric)
+        per_setting = {}
+        for setting, runs in settings.items():
+            finals = np.array([identity["summary"]["final"] for identity, _ in runs])
+            aucs = np.array([np.mean(np.interp(grid, *series[metric])) for _, series in runs])
+            # a run that never reaches the threshold counts as its whole budget
+            steps = [identity["summary"].get("steps_to_threshold") or identity["total_timesteps"] for identity, _ in runs]
+            solved = sum(identity["summary"].get("steps_to_threshold") is not None for identity, _ in runs)
+            per_setting[setting] = (finals, aucs, -np.array(steps, dtype=float), solved)
+        base = per_setting.get(exp.baseline)
+        for setting in [s for s in exp.settings if s in settings]:
+            finals, aucs, minus_steps, solved = per_setting[setting]
+            row = [env_id, exp.settings[setting].label, str(len(finals))]
+            row += [fmt(finals.mean(), *bootstrap_ci(np.mean, finals)), fmt(aucs.mean(), *bootstrap_ci(np.mean, aucs))]
+            versus = [] if base is None or setting == exp.baseline else [(finals, base[0]), (aucs, base[1])]
+            row += [fmt(prob_greater(x, y), *bootstrap_ci(prob_greater, x, y)) for x, y in versus] or ["", ""]
+            if exp.threshold is not None:
+                row += [f"{np.median(-minus_steps):,.0f} ({solved}/{len(finals)})"]
+                row += (
+                    [fmt(prob_greater(minus_steps, base[2]), *bootstrap_ci(prob_greater, minus_steps, base[2]))]
+                    if versus
+                    else [""]
+                )
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(exp, runs_by_env, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env_ids = list(runs_by_env)
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(4.5 * len(env_ids), 3.6), squeeze=False)
+    for ax, env_id in zip(axes[0], env_ids, strict=True):
+        settings = runs_by_env[env_id]
+        for setting in [s for s in exp.settings if s in settings]:
+            grid, values = curves(settings[setting], exp.metric)
+            mean = values.mean(0)
+            (line,) = ax.plot(grid, mean, label=f"{exp.settings[setting].label} ({len(values)})")
+            if len(values) >= 2:
+                ci = stats.bootstrap((values,), np.mean, axis=0, n_resamples=2000, method="percentile", random_state=0)
+                low, high = ci.confidence_interval
+                ax.fill_between(grid, np.where(np.isfinite(low), low, mean), np.where(np.isfinite(high), high, mean),
+                                color=line.get_color(), alpha=0.2)  # fmt: skip
+        ax.set_title(env_id if exp.env_flag == "--env-id" else f"{env_id}x{env_id}")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(exp.metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.experiment not in EXPERIMENTS:
+        sys.exit(f"error: unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
+    exp = EXPERIMENTS[args.experiment]
+    runs_by_env = load(args.results_dir, args.experiment)
+    if not runs_by_env:
+        sys.exit(f"error: no result files in {args.results_dir / args.experiment}; run benchmark/run.py {args.experiment}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    md = f"# {args.experiment}\n\n![{args.experiment}]({args.experiment}.png)\n\n" + table(exp, runs_by_env)
+    (args.out_dir / f"{args.experiment}.md").write_text(md)
+    figure(exp, runs_by_env, args.out_dir / f"{args.experiment}.png")
+    print(md)

@@ -1,0 +1,247 @@
+"""Start the runs of one experiment (benchmark/experiments.py) on a local process pool or a Ray cluster.
+
+    python benchmark/run.py fig2_fourroom --env-ids 11 15 --seeds 1 2 3
+    python benchmark/run.py fig7_sac --settings recall --workers 2
+    python benchmark/run.py fig6_trpo --backend ray --ray-address auto     # a running cluster (docs/benchmark.md)
+    python benchmark/run.py fig6_trpo --dry-run                            # what is done, what would run
+
+Every run is the script started as a user would start it: a subprocess with one torch thread, in a temporary
+directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
+results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/results.py), written by this process. A run
+whose file exists is skipped, so an experiment fills up piece by piece across sessions and machines; Ctrl-C
+loses only the runs in flight. With Ray, each run is one task with num_cpus=1 that returns its file's text to
+this driver: the nodes of a cluster need the project's requirements, not a shared file system.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments import EXPERIMENTS  # noqa: E402
+from results import result_path, write  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Args:
+    experiment: tyro.conf.Positional[str]
+    """the experiment's name (see benchmark/experiments.py)"""
+    env_ids: tuple[str, ...] | None = None
+    """env ids to run (default: the experiment's)"""
+    settings: tuple[str, ...] | None = None
+    """settings to run, by name (default: all of the experiment's)"""
+    seeds: tuple[int, ...] | None = None
+    """seeds to run (default: the experiment's)"""
+    total_timesteps: int | None = None
+    """env steps of every run (default: the experiment's budget)"""
+    workers: int = os.cpu_count() or 1
+    """runs at a time with the local backend, or the CPUs of a local Ray"""
+    backend: Literal["local", "ray"] = "local"
+    """a local process pool, or Ray (one task with num_cpus=1 per run)"""
+    ray_address: str | None = None
+    """the address of a running Ray cluster (`auto` on one of its nodes); without it, a local Ray"""
+    results_dir: Path = Path("results")
+    """where the result files go, one folder per experiment"""
+    dry_run: bool = False
+    """if toggled, list the runs, done or to do, with their commands, and run nothing"""
+
+
+class Running:
+    """The local backend's subprocesses in flight, killed on Ctrl-C."""
+
+    def __init__(self):
+        self.procs, self.lock = set(), threading.Lock()
+
+    def add(self, proc):
+        with self.lock:
+            self.procs.add(proc)
+
+    def discard(self, proc):
+        with self.lock:
+            self.procs.discard(proc)
+
+    def kill_all(self):
+        with self.lock:
+            for proc in self.procs:
+                proc.kill()
+
+
+def git_commit(root):
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+        return (commit or "unknown") + ("-dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def run_one(identity, metric, threshold, threshold_episodes, root=None, running=None):
+    """Run one script to the end in a temporary directory and return its result file's text, or raise with the
+    end of its stderr. `root`: the project's folder (None: the working directory, as on a Ray node); `running`:
+    where the subprocess is registered while it runs. Imports here: on a Ray node this is all that travels."""
+    root = Path(root) if root else Path.cwd()
+    sys.path.insert(0, str(root / "benchmark"))
+    from experiments import KEPT_TAGS
+    from results import summarise, to_text
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    command = [sys.executable, str(root / identity["script"]), *identity["flags"]]
+    start = time.time()
+    with tempfile.TemporaryDirectory() as cwd:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        if running is not None:
+            running.add(proc)
+        stdout, stderr = proc.communicate()
+        if running is not None:
+            running.discard(proc)
+        if proc.returncode != 0 or "interrupted at global_step" in stdout:
+            raise RuntimeError(f"{' '.join(command[1:])} failed ({proc.returncode}):\n{stderr[-2000:]}")
+        (run_dir,) = (Path(cwd) / "runs").iterdir()
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+        series = {}
+        for tag in events.Tags()["scalars"]:
+            if tag.startswith(KEPT_TAGS):
+                scalars = events.Scalars(tag)
+                series[tag] = ([e.step for e in scalars], [e.value for e in scalars])
+    summary = {**summarise(series, metric, threshold, threshold_episodes), "wall_time_s": round(time.time() - start, 1)}
+    return to_text({**identity, "summary": summary}, series)
+
+
+def plan(args, exp):
+    """Every (env id, setting, seed) asked for, with its identity and result path."""
+    env_ids, settings, seeds = args.env_ids or exp.env_ids, args.settings or tuple(exp.settings), args.seeds or exp.seeds
+    commit = git_commit(ROOT)
+    runs = []
+    for env_id in env_ids:
+        for setting in settings:
+            for seed in seeds:
+                script, flags = exp.command(env_id, setting, seed, args.total_timesteps)
+                identity = {"experiment": args.experiment, "script": script, "env_id": env_id, "setting": setting}
+                identity |= {"seed": seed, "total_timesteps": int(flags[flags.index("--total-timesteps") + 1])}
+                identity |= {"flags": flags, "commit": commit, "metric": exp.metric, "baseline": exp.baseline}
+                runs.append((identity, result_path(args.results_dir, args.experiment, env_id, setting, seed)))
+    return runs
+
+
+def check(args):
+    if args.experiment not in EXPERIMENTS:
+        return f"unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}"
+    exp = EXPERIMENTS[args.experiment]
+    if unknown := set(args.settings or ()) - set(exp.settings):
+        return f"unknown settings {sorted(unknown)} for {args.experiment}; choose from {', '.join(exp.settings)}"
+    if args.env_ids and args.total_timesteps is None and isinstance(exp.budget, dict):
+        if missing := [e for e in args.env_ids if e not in exp.budget]:
+            return f"no budget for env ids {missing} in {args.experiment}: give --total-timesteps"
+    if args.workers < 1:
+        return f"--workers must be >= 1, got {args.workers}"
+    return None
+
+
+def run_local(todo, exp, workers, done_callback):
+    pool, running = ThreadPoolExecutor(workers), Running()
+    futures = {
+        pool.submit(run_one, identity, exp.metric, exp.threshold, exp.threshold_episodes, ROOT, running): path
+        for identity, path in todo
+    }
+    try:
+        for future in as_completed(futures):
+            done_callback(futures[future], future)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        running.kill_all()
+        raise
+    pool.shutdown()
+
+
+def run_ray(todo, exp, workers, address, done_callback):
+    import ray
+
+    if address:  # the project travels to the cluster's nodes with the tasks
+        runtime_env = {"working_dir": str(ROOT), "excludes": [".git", ".venv", ".ci-venv", "runs", "results", "videos"]}
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        root = None
+    else:
+        ray.init(num_cpus=workers, log_to_driver=False, include_dashboard=False)
+        root = str(ROOT)
+    task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    pending = {task.remote(identity, exp.metric, exp.threshold, exp.threshold_episodes, root): path for identity, path in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            path = pending.pop(ready[0])
+            done_callback(path, RayResult(ray, ready[0]))
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        ray.shutdown()
+
+
+class RayResult:
+    """A finished Ray task with the interface of a finished future."""
+
+    def __init__(self, ray, ref):
+        self.ray, self.ref = ray, ref
+
+    def result(self):
+        try:
+            return self.ray.get(self.ref)
+        except self.ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if (error := check(args)) is not None:
+        sys.exit(f"error: {error}")
+    exp = EXPERIMENTS[args.experiment]
+    runs = plan(args, exp)
+    todo = [(identity, path) for identity, path in runs if not path.exists()]
+    print(f"{args.experiment}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run")
+    if args.dry_run:
+        for identity, path in runs:
+            status = "done" if path.exists() else "todo"
+            print(f"{status}  {path}  python {identity['script']} {' '.join(identity['flags'])}")
+        sys.exit(0)
+    if not todo:
+        sys.exit(0)
+
+    from tqdm import tqdm
+
+    failures = []
+    progress = tqdm(total=len(todo), unit="run", dynamic_ncols=True)
+
+    def done(path, future):
+        try:
+            write(path, future.result())
+        except Exception as e:  # a failed run: say why, keep going with the others
+            failures.append(path.name)
+            tqdm.write(f"FAILED {path.name}: {e}")
+        progress.update(1)
+
+    try:
+        if args.backend == "local":
+            run_local(todo, exp, args.workers, done)
+        else:
+            run_ray(todo, exp, args.workers, args.ray_address, done)
+    except KeyboardInterrupt:
+        progress.close()
+        sys.exit(f"interrupted: {progress.n} of {len(todo)} runs written, the runs in flight are lost")
+    progress.close()
+    if failures:
+        sys.exit(f"error: {len(failures)} runs failed: {', '.join(failures)}")

@@ -1,0 +1,119 @@
+"""benchmark/: the runner on a local pool and on a local Ray, resuming, the result file, and the plot's intervals."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmark"))
+from plot import bootstrap_ci, prob_greater  # noqa: E402
+from results import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
+
+# two settings of the four-room experiment on the 7x7 grid, two seeds, 2048 steps: four runs of a few seconds
+TINY = ["fig2_fourroom", "--env-ids", "7", "--settings", "ac", "true-learned", "--seeds", "1", "2"]
+TINY += ["--total-timesteps", "2048", "--workers", "2"]
+
+
+def benchmark(tool, cwd, *flags):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmark" / tool), *flags], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
+    result = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "res" / "fig2_fourroom").glob("*.csv.gz"))
+    assert [f.name for f in files] == [f"7__{s}__{seed}.csv.gz" for s in ("ac", "true-learned") for seed in (1, 2)]
+    for path in files:  # the schema: the run's identity, its summary, the kept scalars
+        identity, series = read(path)
+        assert identity["experiment"] == "fig2_fourroom" and identity["script"] == "ac_recall_fourroom.py"
+        assert identity["env_id"] == "7" and identity["total_timesteps"] == 2048 and identity["seed"] in (1, 2)
+        assert identity["flags"][:6] == ["--size", "7", "--seed", str(identity["seed"]), "--total-timesteps", "2048"]
+        assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", identity["commit"])
+        assert {"final", "final_train_return", "sps", "steps_to_threshold", "wall_time_s"} <= identity["summary"].keys()
+        assert {"charts/success_rate", "charts/episodic_return", "eval/episodic_return"} <= series.keys()
+        assert not any(tag.startswith("losses/") for tag in series)
+        assert all(len(steps) <= MAX_POINTS and steps[-1] <= 2048 for steps, _ in series.values())
+        assert identity["summary"]["final"] == pytest.approx(series["charts/success_rate"][1][-1], rel=1e-5)
+        assert any(tag.startswith("recall/") for tag in series) == (identity["setting"] != "ac")
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
+    assert again.returncode == 0 and "4 done, 0 to run" in again.stdout
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_ray_runs_the_same_runs(tmp_path):
+    """One Ray task per run on a local Ray of 2 CPUs: the same numbers as the local pool (the runs are deterministic)."""
+    flags = ["--settings", "true-learned", "--seeds", "1", "--results-dir"]
+    for name, backend in (("local", "local"), ("ray", "ray")):
+        result = benchmark("run.py", tmp_path, *TINY, *flags, name, "--backend", backend)
+        assert result.returncode == 0, result.stderr
+    local, ray = (read(tmp_path / name / "fig2_fourroom" / "7__true-learned__1.csv.gz") for name in ("local", "ray"))
+    for tag in ("charts/success_rate", "charts/episodic_return", "recall/imitation_loss"):
+        np.testing.assert_array_equal(local[1][tag][1], ray[1][tag][1])
+
+
+def test_dry_run_and_bad_input(tmp_path):
+    dry = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("todo") == 4 and not (tmp_path / "res").exists()
+    assert "python ac_recall_fourroom.py --size 7 --seed 1 --total-timesteps 2048 --no-recall" in dry.stdout
+    for flags, message in (
+        (["fig99"], "error: unknown experiment 'fig99'"),
+        (["fig7_sac", "--settings", "nope"], "error: unknown settings ['nope'] for fig7_sac"),
+        (["fig2_fourroom", "--env-ids", "7"], "error: no budget for env ids ['7'] in fig2_fourroom"),
+    ):
+        result = benchmark("run.py", tmp_path, *flags)
+        assert result.returncode != 0 and result.stderr.strip().startswith(message), result.stderr
+
+
+def test_downsample_keeps_the_ends_and_the_mean():
+    steps, values = np.arange(1, 10_001), np.sin(np.arange(10_000) / 300.0)
+    s, v = downsample(steps, values, 100)
+    assert len(s) == 100 and s[-1] == 10_000 and np.all(np.diff(s) > 0)
+    assert v.mean() == pytest.approx(values.mean(), abs=0.01)
+    np.testing.assert_array_equal(downsample(steps[:50], values[:50], 100)[1], values[:50])  # short series as they are
+
+
+def test_summary_counts_steps_to_the_threshold_after_enough_episodes():
+    series = {
+        "charts/success_rate": ([100, 200, 300, 400], [1.0, 0.5, 0.95, 0.97]),  # 1.0 after one episode does not count
+        "charts/episodic_return": ([50, 150, 250, 350], [1.0, 0.0, 1.0, 1.0]),
+    }
+    assert summarise(series, "charts/success_rate", 0.9, threshold_episodes=3)["steps_to_threshold"] == 300
+    assert summarise(series, "charts/success_rate", 0.99, threshold_episodes=3)["steps_to_threshold"] is None
+
+
+def test_plot_intervals_cover_the_true_values(tmp_path):
+    """Synthetic results whose truth is known: 20 seeds a setting, final returns from N(100, 10) and N(120, 10),
+    learning curves that rise linearly to them. The table's 95% intervals cover the true means, 100 and 120, and
+    the true P(X > Y) = Phi(20 / sqrt(200)) = 0.921."""
+    rng = np.random.default_rng(3)
+    for setting, mean in (("sac", 100.0), ("recall", 120.0)):
+        for seed, final in enumerate(rng.normal(mean, 10.0, 20), start=1):
+            steps = np.linspace(5000, 100_000, 20)
+            series = {"eval/episodic_return": (steps, final * steps / 100_000)}
+            identity = {"experiment": "fig7_sac", "env_id": "Hopper-v4", "setting": setting, "seed": seed}
+            identity |= {"total_timesteps": 100_000, "summary": {"final": final}}
+            write(tmp_path / "fig7_sac" / f"Hopper-v4__{setting}__{seed}.csv.gz", to_text(identity, series))
+    result = benchmark("plot.py", tmp_path, "fig7_sac", "--results-dir", ".", "--out-dir", "figs")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "figs" / "fig7_sac.png").stat().st_size > 0
+    lines = (tmp_path / "figs" / "fig7_sac.md").read_text().splitlines()
+    rows = {row.split("|")[2].strip(): row for row in lines if row.startswith("| Hopper-v4")}
+    cells = [re.findall(r"\[([-\d.]+), ([-\d.]+)\]", rows[label]) for label in ("SAC (`--no-recall`)", "SAC + recall traces")]
+    (base_final, _), (recall_final, _, p_final, _) = ([(float(a), float(b)) for a, b in c] for c in cells)
+    assert base_final[0] <= 100 <= base_final[1] and recall_final[0] <= 120 <= recall_final[1]
+    assert p_final[0] <= 0.921 <= p_final[1]
+
+
+def test_probability_of_beating_and_its_interval():
+    assert prob_greater([3, 4], [1, 2]) == 1.0 and prob_greater([1, 2], [1, 2]) == 0.5
+    low, high = bootstrap_ci(prob_greater, np.arange(10.0), np.arange(10.0) + 0.5)
+    assert low < prob_greater(np.arange(10.0), np.arange(10.0) + 0.5) < high
