@@ -138,7 +138,7 @@ class Args:
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 1
     """imitation steps on the policy after each TRPO iteration, each on num_traces fresh traces"""
-    imitation_max_kl: float = 0.003
+    imitation_max_kl: float = 0.005
     """each imitation step is a natural-gradient step on Eq. 3 within this mean KL on the iteration's real states"""
 
 

@@ -405,7 +405,7 @@ def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs
         bt_optimizer.step()
     # lines 10-11: traces backwards from the highest-value states, one batch for the phase
     with torch.no_grad():
-        starts = bt_data["targets"].repeat(args.imitation_updates, 1)
+        starts = bt_data["targets"].repeat(max(args.imitation_updates, 1), 1)  # the diagnostics need some
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, starts, args.trace_len)
         before = actor.base_dist(kl_obs)
     stats["trace_clamped_frac"] = guarded.float().mean()
