@@ -61,14 +61,19 @@ def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19")):
 
 BASE_AC = Setting("actor-critic (`--no-recall`)", ("--no-recall",))
 TRUE_LEARNED = Setting("recall, true state + learned action", ("--bt-state", "true"))
+LEARNED = Setting("recall, all learned", ("--bt-state", "learned"))
 EXPERIMENTS = {
     # paper 6.1, Fig. 2 and 9: actor-critic with and without recall traces
-    "fig2_fourroom": fourroom(
-        {"ac": BASE_AC, "true-learned": TRUE_LEARNED, "learned": Setting("recall, all learned", ("--bt-state", "learned"))}
-    ),
+    "fig2_fourroom": fourroom({"ac": BASE_AC, "true-learned": TRUE_LEARNED, "learned": LEARNED}),
     # paper 6.2, Fig. 3 and 4: recall traces against prioritized experience replay
     "fig4_per": fourroom(
-        {"ac": BASE_AC, "per": Setting("actor-critic + PER", (), PER), "true-learned": TRUE_LEARNED},
+        {
+            "ac": BASE_AC,
+            "per": Setting("actor-critic + PER", (), PER),
+            "per-critic": Setting("actor-critic + PER, critic only", ("--no-per-actor",), PER),
+            "true-learned": TRUE_LEARNED,
+            "learned": LEARNED,
+        },
         env_ids=("11", "13", "15"),
     ),
     # App. F, Fig. 14: a learned backward action model against a random one
@@ -83,8 +88,14 @@ EXPERIMENTS = {
     "fig17_fourroom_ratio": fourroom(
         {
             "true-learned": TRUE_LEARNED,
+            "ratio-2:1": Setting("2 AC updates : 1 recall phase", ("--bt-state", "true", "--recall-every", "2")),
             "ratio-4:1": Setting("4 AC updates : 1 recall phase", ("--bt-state", "true", "--recall-every", "4")),
+            "ratio-1:2": Setting("1 AC update : 2 imitation steps", ("--bt-state", "true", "--imitation-updates", "2")),
             "ratio-1:4": Setting("1 AC update : 4 imitation steps", ("--bt-state", "true", "--imitation-updates", "4")),
+            "ratio-1:4-len5": Setting(
+                "1 AC update : 4 imitation steps, traces of 5",
+                ("--bt-state", "true", "--imitation-updates", "4", "--trace-len", "5"),
+            ),
         },
         baseline="true-learned",
         env_ids=("15",),
