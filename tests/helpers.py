@@ -91,3 +91,18 @@ def assert_same_seed_same_numbers(script, cwd, flags, tags, second_flags=()):
         runs.append(scalars(cwd / name)[2])
     for tag in tags:
         assert runs[0][tag] == runs[1][tag], tag
+
+
+def assert_trace_guard_holds(model, generate):
+    """The trace guard of the three continuous scripts. `model`: a fresh backtracking model whose state has 3
+    numbers; `generate(model, targets)`: its script's traces, 50 steps back from the 16 `targets`. Every step back
+    adding 1000 standard deviations (a diverging model on a long trace), the trace states are held 10 standard
+    deviations from the training states' mean, stay finite, and are flagged."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.bt_state_net[-1].bias.fill_(1000.0)
+        model.obs_mean[:3] = torch.tensor([1.0, 2.0, 3.0])  # a goal-conditioned model's goal follows: left alone
+        model.obs_std[:3] = torch.tensor([0.1, 1.0, 10.0])
+        states, _, guarded = generate(model, torch.zeros(16, 3))
+    assert torch.isfinite(states).all() and guarded.all()
+    torch.testing.assert_close(states[-1], (model.obs_mean[:3] + 10 * model.obs_std[:3]).expand(16, 3))
