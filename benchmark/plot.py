@@ -22,7 +22,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS  # noqa: E402
-from results import read  # noqa: E402
+from result_file import read  # noqa: E402
 
 GRID_POINTS = 100
 

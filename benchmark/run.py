@@ -7,13 +7,14 @@
 
 Every run is the script started as a user would start it: a subprocess with one torch thread, in a temporary
 directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
-results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/results.py), written by this process. A run
+results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.py), written by this process. A run
 whose file exists is skipped, so an experiment fills up piece by piece across sessions and machines; Ctrl-C
 loses only the runs in flight. With Ray, each run is one task with num_cpus=1 that returns its file's text to
 this driver: the nodes of a cluster need the project's requirements, not a shared file system.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS  # noqa: E402
-from results import result_path, write  # noqa: E402
+from result_file import result_path, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +96,7 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
     root = Path(root) if root else Path.cwd()
     sys.path.insert(0, str(root / "benchmark"))
     from experiments import KEPT_TAGS
-    from results import summarise, to_text
+    from result_file import summarise, to_text
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     command = [sys.executable, str(root / identity["script"]), *identity["flags"]]
@@ -205,7 +206,12 @@ class RayResult:
             raise e.as_instanceof_cause() from None
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt  # a batch system's SIGTERM (a time limit) ends the runs in flight as Ctrl-C does
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupt)
     args = tyro.cli(Args)
     if (error := check(args)) is not None:
         sys.exit(f"error: {error}")

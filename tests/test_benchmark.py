@@ -12,8 +12,7 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
 from plot import bootstrap_ci, prob_greater  # noqa: E402
-
-from results import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
+from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
 
 # two settings of the four-room experiment on the 7x7 grid, two seeds, 2048 steps: four runs of a few seconds
 TINY = ["fig2_fourroom", "--env-ids", "7", "--settings", "ac", "true-learned", "--seeds", "1", "2"]
