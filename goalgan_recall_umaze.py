@@ -509,9 +509,9 @@ def recall_phase(learner, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, 
         def log_likelihood(part=part):  # Eq. 3: mean log pi(a_t|s_t, g) over the traces' pairs
             return policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
 
-        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
         with torch.no_grad():
-            stats["imitation_loss"] = -log_likelihood()
+            stats["imitation_loss"] = -log_likelihood()  # before the step, as the other scripts log it
+        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
     with torch.no_grad():
         stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
     return stats, (trace_states, trace_actions, target_goals)
