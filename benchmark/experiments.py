@@ -128,6 +128,18 @@ EXPERIMENTS = {
         (1, 2, 3, 4, 5),
         100_000,
     ),
+    # not in the paper: plain SAC's critic and temperature learning rate, 3e-4 (the SAC paper) or 1e-3 (CleanRL)
+    "sac_baseline": Experiment(
+        SAC,
+        ("Hopper-v4", "Walker2d-v4"),
+        {
+            "qlr3e-4": Setting("SAC, critic and temperature rate 3e-4", ("--no-recall", "--q-lr", "3e-4")),
+            "qlr1e-3": Setting("SAC, critic and temperature rate 1e-3", ("--no-recall", "--q-lr", "1e-3")),
+        },
+        "qlr3e-4",
+        (1, 2, 3, 4, 5),
+        100_000,
+    ),
     # App. F, Fig. 15: an untrained backtracking model (SAC)
     "fig15_random_model_sac": Experiment(
         SAC,
