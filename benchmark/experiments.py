@@ -159,7 +159,11 @@ EXPERIMENTS = {
         ("Hopper-v4", "Walker2d-v4"),
         {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",))}
         | {
-            f"imit{n}": Setting(f"recall, {n} imitation steps per 5 SAC", ("--imitation-updates", str(n))) for n in (5, 10, 20)
+            f"imit{n}": Setting(
+                f"recall, {n} imitation steps per 5 SAC, traces of {len_}",
+                ("--imitation-updates", str(n), "--trace-len", str(len_)),
+            )
+            for n, len_ in ((5, 20), (10, 20), (20, 10))  # Fig. 19: 20 steps with shorter traces
         },
         "sac",
         (1, 2, 3),

@@ -81,8 +81,8 @@ def fmt(value, low=np.nan, high=np.nan):
     if value is None or not np.isfinite(value):
         return "-"
     digits = 2 if abs(value) < 10 else 0
-    interval = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
-    return f"{value:.{digits}f}{interval}"
+    interval = f" [{low:,.{digits}f}, {high:,.{digits}f}]" if np.isfinite(low) else ""
+    return f"{value:,.{digits}f}{interval}"
 
 
 def table(exp, runs_by_env):
@@ -148,16 +148,23 @@ def figure(exp, runs_by_env, path):
     plt.close(fig)
 
 
+def make(experiment, results_dir, out_dir):
+    """Write out_dir/<experiment>.md and .png from the experiment's result files; the markdown, or None without any."""
+    exp = EXPERIMENTS[experiment]
+    runs_by_env = load(results_dir, experiment)
+    if not runs_by_env:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = f"# {experiment}\n\n![{experiment}]({experiment}.png)\n\n" + table(exp, runs_by_env)
+    (out_dir / f"{experiment}.md").write_text(md)
+    figure(exp, runs_by_env, out_dir / f"{experiment}.png")
+    return md
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.experiment not in EXPERIMENTS:
         sys.exit(f"error: unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
-    exp = EXPERIMENTS[args.experiment]
-    runs_by_env = load(args.results_dir, args.experiment)
-    if not runs_by_env:
+    if (md := make(args.experiment, args.results_dir, args.out_dir)) is None:
         sys.exit(f"error: no result files in {args.results_dir / args.experiment}; run benchmark/run.py {args.experiment}")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    md = f"# {args.experiment}\n\n![{args.experiment}]({args.experiment}.png)\n\n" + table(exp, runs_by_env)
-    (args.out_dir / f"{args.experiment}.md").write_text(md)
-    figure(exp, runs_by_env, args.out_dir / f"{args.experiment}.png")
     print(md)

@@ -117,3 +117,50 @@ def test_probability_of_beating_and_its_interval():
     assert prob_greater([3, 4], [1, 2]) == 1.0 and prob_greater([1, 2], [1, 2]) == 0.5
     low, high = bootstrap_ci(prob_greater, np.arange(10.0), np.arange(10.0) + 0.5)
     assert low < prob_greater(np.arange(10.0), np.arange(10.0) + 0.5) < high
+
+
+def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/episodic_return", budget=100_000):
+    """Result files whose final metric (or, for a four-room run, env steps to the threshold) is given."""
+    for seed, outcome in enumerate(outcomes, start=1):
+        steps = np.linspace(budget / 20, budget, 20)
+        summary = {"final": outcome, "final_train_return": outcome}
+        if experiment.startswith("fig2"):
+            summary = {"final": 1.0, "final_train_return": 1.0, "steps_to_threshold": outcome}
+        identity = {"experiment": experiment, "env_id": env_id, "setting": setting, "seed": seed}
+        identity |= {"total_timesteps": budget, "summary": summary}
+        write(results / experiment / f"{env_id}__{setting}__{seed}.csv.gz", to_text(identity, {metric: (steps, steps)}))
+
+
+def test_report_verdicts_on_known_effects(tmp_path):
+    """Synthetic results with known effects give the three verdicts and 'pending', and the sign of a steps-to-threshold
+    effect says that fewer steps is better."""
+    rng, res = np.random.default_rng(0), tmp_path / "res"
+    write_runs(res, "fig7_sac", "Hopper-v4", "sac", rng.normal(100, 5, 20))
+    write_runs(res, "fig7_sac", "Hopper-v4", "recall", rng.normal(130, 5, 20))  # +30%: reproduced
+    write_runs(res, "fig7_sac", "Walker2d-v4", "sac", rng.normal(100, 5, 20))
+    write_runs(res, "fig7_sac", "Walker2d-v4", "recall", rng.normal(90, 5, 20))  # -10%: not reproduced
+    write_runs(res, "fig7_sac", "Ant-v4", "sac", [50.0, 150.0])
+    write_runs(res, "fig7_sac", "Ant-v4", "recall", [60.0, 170.0])  # 2 noisy seeds: inconclusive
+    steps = "charts/success_rate"
+    write_runs(res, "fig2_fourroom", "11", "ac", rng.normal(50_000, 2000, 10), steps, 200_000)
+    write_runs(res, "fig2_fourroom", "11", "true-learned", rng.normal(25_000, 2000, 10), steps, 200_000)  # half the steps
+    out = tmp_path / "docs" / "reproduction.md"
+    result = benchmark("report.py", tmp_path, "--results-dir", "res", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if "[fig7_sac](figures/fig7_sac.md): `recall` vs `sac`" in line)
+    verdicts = {line.split("|")[2].strip(): line.split("|")[-2].strip() for line in lines[first : first + 4]}
+    assert verdicts == {
+        "Hopper-v4": "**reproduced**",
+        "Walker2d-v4": "**not reproduced**",
+        "Ant-v4": "**inconclusive at 2 seeds**",
+        "HalfCheetah-v4": "pending",
+    }
+    fourroom = next(line for line in lines if "`true-learned` vs `ac`" in line).split("|")
+    assert fourroom[2].strip() == "11x11" and fourroom[-2].strip() == "**reproduced**"
+    value, low, high = map(float, re.fullmatch(r"([-+\d]+)% \[([-+\d]+), ([-+\d]+)\]", fourroom[5].strip()).groups())
+    assert low <= 50 <= high and value > 40  # (50k - 25k) / 50k of the env steps saved
+    assert (tmp_path / "docs" / "figures" / "reproduction.png").stat().st_size > 0
+    assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
+        tmp_path / "docs" / "figures" / "fig6_trpo.md"
+    ).exists()

@@ -1,0 +1,269 @@
+"""The reproduction report, docs/reproduction.md, generated from the committed result files alone.
+
+    python benchmark/report.py                     # results/ -> docs/reproduction.md and docs/figures/reproduction.png
+
+One row per claim of the paper and env id: the effect of the claim's setting against its comparison (difference of
+the mean final metric, or of the mean env steps to a threshold, signed so that positive is the paper's direction),
+its 95% bootstrap interval, the same effect relative to the comparison's mean, P(the setting does better) with its
+interval, and a verdict from the relative interval:
+- reproduced: the whole interval is above 0 (the setting does better);
+- not reproduced: the whole interval is below +10% (an improvement of 10% or more is ruled out, whichever the sign);
+- inconclusive at n seeds: anything else (too few seeds to tell).
+A run that never reaches a threshold counts as its whole budget (so differences of steps are censored: they can
+only understate a gap that ends beyond the budget).
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments import EXPERIMENTS  # noqa: E402
+from plot import bootstrap_ci, fmt, load, make, prob_greater  # noqa: E402
+
+TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
+"""the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
+MARGIN = 0.10
+"""the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    """the paper's claim in a few words"""
+    paper: str
+    """where the paper makes it"""
+    experiment: str
+    setting: str
+    """the setting the claim is about"""
+    versus: str | None = None
+    """the setting it is compared with (default: the experiment's baseline)"""
+    env_ids: tuple[str, ...] | None = None
+    """the env ids of the claim (default: the experiment's)"""
+    threshold: float | None = None
+    """compare the env steps to this value of the metric instead of the final metric (None with an experiment that
+    has a threshold: the experiment's, as run.py summarised it)"""
+    differs: str = ""
+    """one line: how our setting differs from the paper's"""
+
+
+FOURROOM_DIFFERS = "solved = a success rate over the last 100 episodes of 0.9 or more (the paper plots the reward)"
+SAC_DIFFERS = "gymnasium v4 envs (the paper: gym v1); 100k env steps; final = mean-action eval over 10 episodes"
+TRPO_DIFFERS = "gymnasium v4 envs; our TRPO, not rllab's; final = mean-action eval over 10 episodes"
+CLAIMS = (
+    Claim("Recall with the true backward state model solves the grid in fewer steps, more so in larger grids",
+          "6.1, Fig. 2, 9", "fig2_fourroom", "true-learned", differs=FOURROOM_DIFFERS),
+    Claim("Recall with a learned state and action model solves the grid in fewer steps",
+          "6 (bullets), not plotted for the grid", "fig2_fourroom", "learned", differs=FOURROOM_DIFFERS),
+    Claim("Recall solves the grid in fewer steps than PER, the gap growing with the size",
+          "6.2, Fig. 4, 10", "fig4_per", "true-learned", versus="per", env_ids=("13", "15"),
+          differs="PER on the same actor-critic, App. E.3's batch sizes and alpha, beta"),
+    Claim("A learned backward action model beats a random one (not random search)",
+          "App. F, Fig. 14", "fig14_random_model", "true-learned", versus="true-random", differs=FOURROOM_DIFFERS),
+    Claim("One actor-critic update per recall phase beats 2", "App. H, Fig. 17", "fig17_fourroom_ratio",
+          "true-learned", versus="ratio-2:1", differs="15x15 only (the paper: 14x14 and 15x15)"),
+    Claim("... and beats 4", "App. H, Fig. 17", "fig17_fourroom_ratio", "true-learned", versus="ratio-4:1",
+          differs="as above"),
+    Claim("Goal GAN reaches 60% coverage of the point-mass U-Maze in fewer steps with recall",
+          "6.3, App. D Fig. 11, 13", "fig11_goalgan_point", "recall",
+          differs="our point-mass U-Maze (docs); env steps, not Goal GAN iterations"),
+    Claim("... and 90% coverage", "App. D Fig. 11", "fig11_goalgan_point", "recall", threshold=0.9,
+          differs="as above"),
+    Claim("Recall beats TRPO in final performance on every task", "6.4, Fig. 6", "fig6_trpo", "recall",
+          differs=TRPO_DIFFERS),
+    Claim("Recall improves SAC on every task, most on Ant", "6.5, Fig. 7", "fig7_sac", "recall", differs=SAC_DIFFERS),
+    Claim("A learned backtracking model beats an untrained one (SAC)", "App. F, Fig. 15", "fig15_random_model_sac",
+          "recall", versus="random", differs="the untrained model at Table 2's trace length (the paper: best of 1-10)"),
+    Claim("10 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit10",
+          versus="imit5", differs=SAC_DIFFERS),
+    Claim("20 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit20",
+          versus="imit5", differs=SAC_DIFFERS),
+)  # fmt: skip
+
+
+@dataclass
+class Args:
+    results_dir: Path = Path("results")
+    """where run.py wrote the result files"""
+    out: Path = Path("docs/reproduction.md")
+    """the report; its figure goes to figures/reproduction.png beside it"""
+
+
+def steps_to(series, metric, threshold, budget):
+    """Env steps of the first logged value >= threshold, or the budget when none is."""
+    steps, values = series[metric]
+    reached = np.flatnonzero(values >= threshold)
+    return float(steps[reached[0]]) if len(reached) else float(budget)
+
+
+def outcomes(claim, exp, runs):
+    """Each run's outcome, larger is better: the final metric, or minus the env steps to the threshold."""
+    if claim.threshold is not None:
+        return np.array([-steps_to(s, exp.metric, claim.threshold, i["total_timesteps"]) for i, s in runs])
+    if exp.threshold is not None:
+        return np.array([-(i["summary"].get("steps_to_threshold") or i["total_timesteps"]) for i, _ in runs])
+    return np.array([i["summary"]["final"] for i, _ in runs])
+
+
+def difference(x, y):
+    return np.mean(x) - np.mean(y)
+
+
+def relative(x, y):
+    return (np.mean(x) - np.mean(y)) / abs(np.mean(y))
+
+
+def verdict(low, high, n):
+    if not np.isfinite(low):
+        return f"inconclusive at {n} seeds"
+    if low > 0:
+        return "reproduced"
+    if high < MARGIN:
+        return "not reproduced"
+    return f"inconclusive at {n} seeds"
+
+
+def rows(results_dir, plotted):
+    """One dict a claim and env id: the row of the table, and the relative effect for the figure."""
+    out, cache = [], {}
+    for claim in CLAIMS:
+        exp = EXPERIMENTS[claim.experiment]
+        versus = claim.versus or exp.baseline
+        runs_by_env = cache.setdefault(claim.experiment, load(results_dir, claim.experiment))
+        for env_id in claim.env_ids or exp.env_ids:
+            runs = runs_by_env.get(env_id, {})
+            x, y = runs.get(claim.setting, []), runs.get(versus, [])
+            row = {"claim": claim, "env_id": env_id, "versus": versus, "n": (len(x), len(y)), "exp": exp}
+            row["plotted"] = claim.experiment in plotted
+            if min(len(x), len(y)) < 2:
+                out.append(row)
+                continue
+            x, y = outcomes(claim, exp, x), outcomes(claim, exp, y)
+            rel = (relative(x, y), *bootstrap_ci(relative, x, y))
+            row |= {"diff": (difference(x, y), *bootstrap_ci(difference, x, y)), "rel": rel}
+            row |= {"p": (prob_greater(x, y), *bootstrap_ci(prob_greater, x, y)), "verdict": verdict(*rel[1:], min(row["n"]))}
+            out.append(row)
+    return out
+
+
+def effect_name(claim, exp):
+    threshold = claim.threshold if claim.threshold is not None else exp.threshold
+    if threshold is not None:
+        return f"env steps saved to {exp.metric} >= {threshold}"
+    return f"difference of the final {exp.metric}"
+
+
+def env_name(exp, env_id):
+    return env_id if exp.env_flag == "--env-id" else f"{env_id}x{env_id}"
+
+
+def table(rows):
+    head = ["claim", "env", "seeds", "effect [95% CI]", "relative [95% CI]", "P(better) [95% CI]", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
+    for i, r in enumerate(rows):
+        claim, exp = r["claim"], r["exp"]
+        what = ""
+        if i == 0 or rows[i - 1]["claim"] is not claim:
+            link = f"[{claim.experiment}](figures/{claim.experiment}.md)" if r["plotted"] else claim.experiment
+            what = f"{claim.text} ({claim.paper}); {link}: `{claim.setting}` vs `{r['versus']}`, {effect_name(claim, exp)}"
+        seeds = f"{r['n'][0]} vs {r['n'][1]}"
+        if "diff" not in r:
+            cells = ["", "", "", "pending"]
+        else:
+            rel = r["rel"]
+            cells = [
+                fmt(*r["diff"]),
+                f"{100 * rel[0]:+.0f}% [{100 * rel[1]:+.0f}, {100 * rel[2]:+.0f}]" if np.isfinite(rel[1]) else "-",
+                fmt(*r["p"]),
+                f"**{r['verdict']}**",
+            ]
+        lines.append("| " + " | ".join([what, env_name(exp, r["env_id"]), seeds, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def differences():
+    """One line a claim: how our setting differs from the paper's."""
+    return "\n".join(f"- {claim.text} ({claim.paper}): {claim.differs}" for claim in CLAIMS if claim.differs) + "\n"
+
+
+def figure(rows, path):
+    """A forest plot: each measured row's relative effect with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if "rel" in r]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(done) + 1.2))
+    colours = {"reproduced": "tab:green", "not reproduced": "tab:red"}
+    for i, r in enumerate(done):
+        value, low, high = (100 * v for v in r["rel"])
+        colour = colours.get(r["verdict"], "tab:gray")
+        ax.errorbar(value, i, xerr=[[value - low], [high - value]] if np.isfinite(low) else None, fmt="o", color=colour)
+    labels = [
+        f"{r['claim'].experiment}: {r['claim'].setting} vs {r['versus']}, {env_name(r['exp'], r['env_id'])}" for r in done
+    ]
+    ax.set_yticks(range(len(done)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(100 * MARGIN, color="black", lw=0.8, ls=":")
+    ax.set_xlabel("effect / the comparison's mean, % (95% CI; > 0: as the paper claims)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# our plain baselines, to set beside the published numbers of the same algorithm at the same budget
+OUR_BASELINES = (("sac_baseline", "qlr3e-4"), ("sac_baseline", "qlr1e-3"), ("fig7_sac", "sac"), ("fig6_trpo", "trpo"))
+
+
+def baselines(results_dir):
+    head = ["ours", "env", "seeds", "env steps", "final eval, mean-action policy [95% CI]", "final training return"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
+    for name, setting in OUR_BASELINES:
+        exp = EXPERIMENTS[name]
+        runs_by_env = load(results_dir, name)
+        for env_id in exp.env_ids:
+            runs = runs_by_env.get(env_id, {}).get(setting, [])
+            label = f"[{name}](figures/{name}.md) `{setting}`" if runs_by_env else f"{name} `{setting}`"
+            if not runs:
+                lines.append(f"| {label} | {env_id} | 0 | {exp.steps(env_id):,} | not run yet | |")
+                continue
+            final = np.array([i["summary"]["final"] for i, _ in runs])
+            train = np.array([i["summary"]["final_train_return"] for i, _ in runs])
+            cells = [str(len(runs)), f"{exp.steps(env_id):,}", fmt(final.mean(), *bootstrap_ci(np.mean, final))]
+            lines.append("| " + " | ".join([label, env_id, *cells, fmt(train.mean(), *bootstrap_ci(np.mean, train))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def commands(rows):
+    """The runner's command of every experiment in the table, with its seeds and budget."""
+    lines, seen = [], set()
+    for r in rows:
+        name, exp = r["claim"].experiment, r["exp"]
+        if name in seen:
+            continue
+        seen.add(name)
+        budget = exp.budget if isinstance(exp.budget, int) else ", ".join(f"{e}: {b:,}" for e, b in exp.budget.items())
+        budget = f"{budget:,}" if isinstance(budget, int) else budget
+        seeds = f"{exp.seeds[0]}-{exp.seeds[-1]}" if len(exp.seeds) > 1 else str(exp.seeds[0])
+        lines.append(f"- `python benchmark/run.py {name}` then `python benchmark/plot.py {name}`: seeds {seeds}, "
+                     f"env steps {budget}, settings {', '.join(f'`{s}`' for s in exp.settings)}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    figures = args.out.parent / "figures"
+    # every experiment's own figure and table, so that the report's links follow the results
+    plotted = {name for name in EXPERIMENTS if make(name, args.results_dir, figures) is not None}
+    all_rows = rows(args.results_dir, plotted)
+    figure(all_rows, figures / "reproduction.png")
+    text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
+    text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
+    args.out.write_text(text)
+    print(text)
