@@ -46,6 +46,8 @@ class Claim:
     threshold: float | None = None
     """compare the env steps to this value of the metric instead of the final metric (None with an experiment that
     has a threshold: the experiment's, as run.py summarised it)"""
+    metric: str | None = None
+    """compare the last value of this scalar instead of the experiment's metric"""
     differs: str = ""
     """one line: how our setting differs from the paper's"""
 
@@ -61,6 +63,9 @@ CLAIMS = (
     Claim("Recall solves the grid in fewer steps than PER, the gap growing with the size",
           "6.2, Fig. 4, 10", "fig4_per", "true-learned", versus="per", env_ids=("13", "15"),
           differs="PER on the same actor-critic, App. E.3's batch sizes and alpha, beta"),
+    Claim("Recall's policy visits more of the grid than PER's", "6.2, Fig. 3, 10", "fig4_per", "true-learned",
+          versus="per", env_ids=("13", "15"), metric="eval/visitation_coverage",
+          differs="the fraction of free cells the trained policy visits in 100 episodes (the paper: heatmaps)"),
     Claim("A learned backward action model beats a random one (not random search)",
           "App. F, Fig. 14", "fig14_random_model", "true-learned", versus="true-random", differs=FOURROOM_DIFFERS),
     Claim("One actor-critic update per recall phase beats 2", "App. H, Fig. 17", "fig17_fourroom_ratio",
@@ -101,6 +106,8 @@ def steps_to(series, metric, threshold, budget):
 
 def outcomes(claim, exp, runs):
     """Each run's outcome, larger is better: the final metric, or minus the env steps to the threshold."""
+    if claim.metric is not None:
+        return np.array([s[claim.metric][1][-1] for _, s in runs])
     if claim.threshold is not None:
         return np.array([-steps_to(s, exp.metric, claim.threshold, i["total_timesteps"]) for i, s in runs])
     if exp.threshold is not None:
@@ -150,6 +157,8 @@ def rows(results_dir, plotted):
 
 
 def effect_name(claim, exp):
+    if claim.metric is not None:
+        return f"difference of the final {claim.metric}"
     threshold = claim.threshold if claim.threshold is not None else exp.threshold
     if threshold is not None:
         return f"env steps saved to {exp.metric} >= {threshold}"
