@@ -2,7 +2,7 @@
 
     python -m benchmark.fourroom_random_policy
 
-The README quotes these numbers to justify the default step limit, 16 * (size - 3).
+docs/envs.md quotes these numbers to justify the default step limit, 16 * (size - 3).
 """
 
 import numpy as np

@@ -95,6 +95,9 @@ class Args:
     """where run.py wrote the result files"""
     out: Path = Path("docs/reproduction.md")
     """the report; its figure goes to figures/reproduction.png beside it"""
+    readme: Path = Path("README.md")
+    """a file whose verdict summary, between the markers `<!-- verdicts:start -->` and `<!-- verdicts:end -->`,
+    is replaced (left alone when it has no such markers)"""
 
 
 def steps_to(series, metric, threshold, budget):
@@ -193,6 +196,27 @@ def table(rows):
     return "\n".join(lines) + "\n"
 
 
+def summary(rows):
+    """One line a claim for the README: its verdict on each env id, with the relative effect where measured."""
+    lines = ["| claim | paper | verdict by env (effect relative to the comparison) |", "|-|-|-|"]
+    for claim in CLAIMS:
+        cells = []
+        for r in (r for r in rows if r["claim"] is claim):
+            effect = f", {100 * r['rel'][0]:+.0f}%" if "rel" in r else ""
+            cells.append(f"{env_name(r['exp'], r['env_id'])}: {r.get('verdict', 'pending')}{effect}")
+        lines.append(f"| {claim.text} | {claim.paper} | {'; '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between(path, text, start="<!-- verdicts:start -->", end="<!-- verdicts:end -->"):
+    """Put text between the two markers of the file, if it has them."""
+    if not path.exists() or start not in (old := path.read_text()):
+        return False
+    head, rest = old.split(start, 1)
+    path.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+    return True
+
+
 def differences():
     """One line a claim: how our setting differs from the paper's."""
     return "\n".join(f"- {claim.text} ({claim.paper}): {claim.differs}" for claim in CLAIMS if claim.differs) + "\n"
@@ -275,4 +299,5 @@ if __name__ == "__main__":
     text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
     args.out.write_text(text)
+    replace_between(args.readme, summary(all_rows))
     print(text)

@@ -144,8 +144,9 @@ def test_report_verdicts_on_known_effects(tmp_path):
     steps = "charts/success_rate"
     write_runs(res, "fig2_fourroom", "11", "ac", rng.normal(50_000, 2000, 10), steps, 200_000)
     write_runs(res, "fig2_fourroom", "11", "true-learned", rng.normal(25_000, 2000, 10), steps, 200_000)  # half the steps
-    out = tmp_path / "docs" / "reproduction.md"
-    result = benchmark("report.py", tmp_path, "--results-dir", "res", "--out", str(out))
+    out, readme = tmp_path / "docs" / "reproduction.md", tmp_path / "README.md"
+    readme.write_text("# x\n<!-- verdicts:start -->\nold\n<!-- verdicts:end -->\nrest\n")
+    result = benchmark("report.py", tmp_path, "--results-dir", "res", "--out", str(out), "--readme", str(readme))
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if "[fig7_sac](figures/fig7_sac.md): `recall` vs `sac`" in line)
@@ -160,6 +161,9 @@ def test_report_verdicts_on_known_effects(tmp_path):
     assert fourroom[2].strip() == "11x11" and fourroom[-2].strip() == "**reproduced**"
     value, low, high = map(float, re.fullmatch(r"([-+\d]+)% \[([-+\d]+), ([-+\d]+)\]", fourroom[5].strip()).groups())
     assert low <= 50 <= high and value > 40  # (50k - 25k) / 50k of the env steps saved
+    sac = next(line for line in readme.read_text().splitlines() if line.startswith("| Recall improves SAC"))
+    assert "Hopper-v4: reproduced, +" in sac and "Walker2d-v4: not reproduced, -" in sac and "HalfCheetah-v4: pending" in sac
+    assert "old" not in readme.read_text() and readme.read_text().endswith("<!-- verdicts:end -->\nrest\n")
     assert (tmp_path / "docs" / "figures" / "reproduction.png").stat().st_size > 0
     assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
         tmp_path / "docs" / "figures" / "fig6_trpo.md"
