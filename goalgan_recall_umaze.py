@@ -370,14 +370,20 @@ def natural_gradient_step(policy, params, objective, obs, max_kl, args):
     return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
 
 
-def trpo_step(policy, params, obs, actions, advantages, args):
-    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
+def surrogate_objective(policy, obs, actions, advantages):
+    """TRPO's surrogate E[pi(a|s) / pi_old(a|s) * A] as a function of the current policy, pi_old the policy now."""
     with torch.no_grad():
         old_log_prob = policy(obs).log_prob(actions).sum(-1)
 
     def surrogate():
         return (torch.exp(policy(obs).log_prob(actions).sum(-1) - old_log_prob) * advantages).mean()
 
+    return surrogate
+
+
+def trpo_step(policy, params, obs, actions, advantages, args):
+    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
+    surrogate = surrogate_objective(policy, obs, actions, advantages)
     accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0

@@ -3,9 +3,12 @@
 Reproduces paper 6.4 (Fig. 6) and App. B (Fig. 8: the length of the traces) of Goyal et al., "Recall Traces:
 Backtracking Models for Efficient Reinforcement Learning", ICLR 2019. On-policy, there is no critic to rank
 states: the backtracking model (App. C) learns from an explicit buffer of high-reward transitions (App. E.1).
+`--model forward` is App. G's alternative (Fig. 16): a forward model whose imagined rollouts of the policy, from
+real states, feed the policy instead of recall traces (Dyna).
 
     python trpo_recall_mujoco.py --env-id Hopper-v4
     python trpo_recall_mujoco.py --env-id HalfCheetah-v4 --no-recall
+    python trpo_recall_mujoco.py --env-id Ant-v4 --model forward
 """
 
 import os
@@ -42,7 +45,7 @@ class Args:
     capture_video: bool = False
     """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
     save_model: bool = False
-    """if toggled, save the policy, the value network, the observation normaliser and the backtracking model"""
+    """if toggled, save the policy, the value network, the observation normaliser and the model (backward or forward)"""
     eval_every: int = 50_000
     """env steps between two evaluations of the deterministic (mean-action) policy (0: only at the end)"""
     eval_episodes: int = 10
@@ -82,9 +85,13 @@ class Args:
 
     # recall traces
     recall: bool = True
-    """if toggled, improve the policy with recall traces (Algorithm 1); --no-recall is plain TRPO"""
+    """if toggled, improve the policy with a model's experience (Algorithm 1); --no-recall is plain TRPO"""
+    model: Literal["backward", "forward"] = "backward"
+    """the backtracking model's recall traces (the paper's method), or a forward model's imagined rollouts of the
+    policy from real states (App. G: Dyna); the bt_ flags below set the forward model's buffer and training too"""
     trace_len: int | None = None
-    """backward steps in each recall trace; by default Table 1's for the env (Hopper 10, Ant 50, the others 20)"""
+    """steps in each recall trace (or imagined rollout); by default Table 1's for the env (Hopper 10, Ant 50,
+    the others 20)"""
     num_traces: int = 16
     """recall traces in each imitation minibatch (N of Algorithm 1)"""
     bt_model: Literal["learned", "random"] = "learned"
@@ -92,7 +99,8 @@ class Args:
     top_k_frac: float = 0.1
     """fraction of each batch's transitions, the highest-reward ones, added to the backtracking model's buffer"""
     bt_buffer_size: int = 10_000
-    """capacity of the buffer of high-reward transitions (first in, first out: it follows the policy)"""
+    """capacity of the buffer of high-reward transitions (first in, first out: it follows the policy); of all
+    recent real transitions with --model forward"""
     bt_updates: int = 50
     """backtracking-model gradient steps after each policy iteration"""
     bt_batch_size: int = 256
@@ -100,9 +108,9 @@ class Args:
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 1
-    """imitation steps on the policy after each policy iteration, each on num_traces fresh traces"""
+    """imitation steps (or imagined steps) on the policy after each policy iteration, each on num_traces fresh traces"""
     imitation_max_kl: float = 0.003
-    """each imitation step is a natural-gradient step on Eq. 3 within this mean KL on the iteration's real states"""
+    """each imitation (or imagined) step is a natural-gradient step within this mean KL on the iteration's real states"""
 
 
 # App. E.1, Table 1: length of the recall traces of each agent
@@ -131,6 +139,8 @@ def check_args(args: Args):
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     if not 0.0 < args.top_k_frac <= 1.0:
         return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
+    if args.model == "forward" and args.bt_model == "random":
+        return "--bt-model random is App. F's untrained backtracking model; it does not apply to --model forward"
     try:
         env = gym.make(args.env_id)
     except Exception as e:  # an unknown id, a missing module or package
@@ -202,6 +212,21 @@ def gaussian_nll(x, mean, log_std):
     return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
+def add_normaliser(module, **dims):
+    """App. C's normaliser: a mean and a standard deviation for each named input or output, buffers of the module
+    (so they are saved with it)."""
+    for name, dim in dims.items():
+        module.register_buffer(f"{name}_mean", torch.zeros(dim))
+        module.register_buffer(f"{name}_std", torch.ones(dim))
+
+
+def fit_normaliser(module, **data):
+    """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+    for name, x in data.items():
+        getattr(module, f"{name}_mean").copy_(x.mean(0))
+        getattr(module, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+
+
 class BacktrackingModel(nn.Module):
     """B_phi = q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C).
 
@@ -215,15 +240,7 @@ class BacktrackingModel(nn.Module):
         self.bt_action_net = mlp(obs_dim, act_dim, hidden, nn.Tanh)
         self.bt_state_net = mlp(obs_dim + act_dim, obs_dim, hidden, nn.ReLU)
         self.bt_state_log_std = nn.Parameter(torch.zeros(obs_dim))
-        for name, dim in (("obs", obs_dim), ("action", act_dim), ("delta", obs_dim)):
-            self.register_buffer(f"{name}_mean", torch.zeros(dim))
-            self.register_buffer(f"{name}_std", torch.ones(dim))
-
-    def set_normaliser(self, next_obs, actions, deltas):
-        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
-        for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
-            getattr(self, f"{name}_mean").copy_(x.mean(0))
-            getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
+        add_normaliser(self, obs=obs_dim, action=act_dim, delta=obs_dim)  # of s_{t+1}, a_t and delta_s_t
 
     def nll(self, obs, actions, next_obs):
         """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
@@ -273,8 +290,57 @@ def generate_recall_traces(bt_model, targets, trace_len):
     return torch.stack(states), torch.stack(actions), torch.stack(guarded)
 
 
+class ForwardModel(nn.Module):
+    """App. G's forward model for Dyna: p(delta_s_t, r_t|s_t, a_t), delta_s_t = s_{t+1} - s_t, with the shapes of
+    the backtracking model's state net (App. C): 2x128 ReLU units, the mean of a Gaussian with a learned variance
+    per dimension, on inputs and outputs normalised by statistics of the training data."""
+
+    def __init__(self, obs_dim, act_dim, hidden=128):
+        super().__init__()
+        self.fwd_net = mlp(obs_dim + act_dim, obs_dim + 1, hidden, nn.ReLU)
+        self.fwd_log_std = nn.Parameter(torch.zeros(obs_dim + 1))
+        add_normaliser(self, obs=obs_dim, action=act_dim, out=obs_dim + 1)  # of s_t, a_t and (delta_s_t, r_t)
+
+    def predict(self, obs, actions):
+        """The mean of the normalised (delta_s_t, r_t) given s_t and a_t."""
+        s, a = (obs - self.obs_mean) / self.obs_std, (actions - self.action_mean) / self.action_std
+        return self.fwd_net(torch.cat([s, a], -1))
+
+    def nll(self, obs, actions, next_obs, rewards):
+        """The negated, averaged log-likelihood in normalised units: {"fwd_state_nll": -log p(delta_s_t|s_t, a_t),
+        "fwd_reward_nll": -log p(r_t|s_t, a_t)}."""
+        out = (torch.cat([next_obs - obs, rewards[:, None]], -1) - self.out_mean) / self.out_std
+        mean = self.predict(obs, actions)
+        state_nll = gaussian_nll(out[:, :-1], mean[:, :-1], self.fwd_log_std[:-1])
+        reward_nll = gaussian_nll(out[:, -1:], mean[:, -1:], self.fwd_log_std[-1:])
+        return {"fwd_state_nll": state_nll.mean(), "fwd_reward_nll": reward_nll.mean()}
+
+
+def generate_imagined_rollouts(fwd_model, policy, obs_normaliser, starts, length, low, high):
+    """Roll the policy forwards in the forward model from real states (App. G, Dyna), all at once.
+
+    From s_t: a_t ~ pi(a_t|s_t), (delta_s_t, r_t) ~ p(.|s_t, a_t) given the action clipped to the bounds (what the
+    env would execute), s_{t+1} = s_t + delta_s_t, sampled in normalised units and un-normalised, each state held
+    near the model's training states by the trace guard. Returns states (length + 1, N, obs_dim) from the starts
+    on, the policy's actions (length, N, act_dim), the rewards (length, N) and the guard's flags (length, N).
+    """
+    states, actions, rewards, guarded = [starts], [], [], []
+    for _ in range(length):
+        obs = states[-1]
+        a = policy(obs_normaliser(obs)).sample()
+        mean = fwd_model.predict(obs, torch.clamp(a, low, high))
+        out = (mean + fwd_model.fwd_log_std.exp() * torch.randn_like(mean)) * fwd_model.out_std + fwd_model.out_mean
+        next_obs, moved = hold_near_data(obs + out[:, :-1], fwd_model.obs_mean, fwd_model.obs_std)
+        states.append(next_obs)
+        actions.append(a)
+        rewards.append(out[:, -1])
+        guarded.append(moved)
+    return torch.stack(states), torch.stack(actions), torch.stack(rewards), torch.stack(guarded)
+
+
 class TransitionBuffer:
-    """First in, first out: the high-reward real transitions (s, a, s', r) the backtracking model learns from."""
+    """First in, first out: the real transitions (s, a, s', r) a model learns from (for the backtracking model, the
+    high-reward ones)."""
 
     def __init__(self, capacity, obs_dim, act_dim, device):
         self.capacity, self.pos, self.size = capacity, 0, 0
@@ -389,14 +455,20 @@ def natural_gradient_step(policy, params, objective, obs, max_kl, args):
     return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
 
 
-def trpo_step(policy, params, obs, actions, advantages, args):
-    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
+def surrogate_objective(policy, obs, actions, advantages):
+    """TRPO's surrogate E[pi(a|s) / pi_old(a|s) * A] as a function of the current policy, pi_old the policy now."""
     with torch.no_grad():
         old_log_prob = policy(obs).log_prob(actions).sum(-1)
 
     def surrogate():
         return (torch.exp(policy(obs).log_prob(actions).sum(-1) - old_log_prob) * advantages).mean()
 
+    return surrogate
+
+
+def trpo_step(policy, params, obs, actions, advantages, args):
+    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
+    surrogate = surrogate_objective(policy, obs, actions, advantages)
     accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
@@ -410,7 +482,7 @@ def recall_phase(policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buff
     the diagnostics and the traces (states, actions)."""
     n = bt_buffer.size
     bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
-    bt_model.set_normaliser(bt_next, bt_actions, bt_obs - bt_next)
+    fit_normaliser(bt_model, obs=bt_next, action=bt_actions, delta=bt_obs - bt_next)
     # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
         mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
@@ -440,6 +512,46 @@ def recall_phase(policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buff
     with torch.no_grad():
         stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
     return stats, (trace_states, trace_actions)
+
+
+def dyna_phase(policy, params, obs_normaliser, value_net, fwd_model, fwd_optimizer, fwd_buffer, real_obs, low, high, args):
+    """App. G, Dyna with an on-policy learner, in place of lines 8-13: fit the forward model to the recent real
+    transitions by maximum likelihood, roll the policy forwards in it from the batch's real states `real_obs`, and
+    take natural-gradient steps on TRPO's surrogate over the imagined transitions (GAE with the value network,
+    bootstrapped at the rollout's end), each within imitation_max_kl on the real states: recall's budget and
+    geometry, only the experience differs. Returns the diagnostics and the rollouts (states, actions, rewards)."""
+    kl_obs = obs_normaliser(real_obs)  # the batch's states as the policy now sees them
+    n = fwd_buffer.size
+    obs, acts, nxt, rew = fwd_buffer.obs[:n], fwd_buffer.actions[:n], fwd_buffer.next_obs[:n], fwd_buffer.rewards[:n]
+    fit_normaliser(fwd_model, obs=obs, action=acts, out=torch.cat([nxt - obs, rew[:, None]], -1))
+    for _ in range(args.bt_updates):
+        mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
+        nlls = fwd_model.nll(obs[mb], acts[mb], nxt[mb], rew[mb])
+        fwd_optimizer.zero_grad()
+        (nlls["fwd_state_nll"] + nlls["fwd_reward_nll"]).backward()
+        fwd_optimizer.step()
+    with torch.no_grad():
+        starts = torch.randint(len(real_obs), (args.num_traces * max(args.imitation_updates, 1),), device=kl_obs.device)
+        states, actions, rewards, guarded = generate_imagined_rollouts(
+            fwd_model, policy, obs_normaliser, real_obs[starts], args.trace_len, low, high
+        )
+        obs_n = obs_normaliser(states)
+        values = value_net(obs_n).squeeze(-1)
+        no_end = torch.zeros_like(rewards)  # no termination is modelled; the last step bootstraps from V(s_T)
+        advantages = compute_gae(rewards, values[:-1], values[1:], no_end, no_end, args.gamma, args.gae_lambda)
+        before = policy(kl_obs)
+        nlls = fwd_model.nll(obs, acts, nxt, rew)
+    stats = {**nlls, "imagined_reward": rewards.mean(), "trace_clamped_frac": guarded.float().mean()}
+    for k in range(args.imitation_updates):
+        part = slice(k * args.num_traces, (k + 1) * args.num_traces)
+        adv = advantages[:, part].flatten()
+        surrogate = surrogate_objective(
+            policy, obs_n[:-1, part].flatten(0, 1), actions[:, part].flatten(0, 1), (adv - adv.mean()) / (adv.std() + 1e-8)
+        )
+        natural_gradient_step(policy, params, surrogate, kl_obs, args.imitation_max_kl, args)
+    with torch.no_grad():
+        stats["imagined_kl"] = mean_kl(before, policy(kl_obs))
+    return stats, (states, actions, rewards)
 
 
 if __name__ == "__main__":
@@ -490,6 +602,9 @@ if __name__ == "__main__":
     bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
     bt_buffer = TransitionBuffer(args.bt_buffer_size, obs_dim, act_dim, device)
+    if args.model == "forward":  # built after the rest, so that the other settings draw the same random numbers
+        fwd_model = ForwardModel(obs_dim, act_dim).to(device)
+        fwd_optimizer = torch.optim.Adam(fwd_model.parameters(), lr=args.bt_learning_rate)
 
     shape = (args.num_steps, args.num_envs)
     raw_obs = torch.zeros(shape + (obs_dim,), device=device)
@@ -546,22 +661,45 @@ if __name__ == "__main__":
             obs_normaliser.update(b_raw_obs)
 
             if args.recall:
-                # App. E.1: the top_k_frac of the batch's real transitions by reward join the buffer (no critic here)
                 b_rewards = rewards.flatten()[keep]
-                top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
-                b_clipped = torch.clamp(b_actions[top], low, high)
-                bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
-                # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                 kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
-                recall_stats, _ = recall_phase(
-                    policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args
-                )
+                if args.model == "backward":
+                    # App. E.1: the top_k_frac of the batch's transitions by reward join the buffer (no critic here)
+                    top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
+                    b_clipped = torch.clamp(b_actions[top], low, high)
+                    bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
+                    # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
+                    recall_stats, _ = recall_phase(
+                        policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args
+                    )
+                else:
+                    # App. G: every real transition of the batch joins the forward model's buffer; before it does,
+                    # the model (trained on earlier batches only) is measured on it: a held-out NLL
+                    b_clipped = torch.clamp(b_actions, low, high)
+                    if bt_buffer.size:
+                        with torch.no_grad():
+                            held = fwd_model.nll(b_raw_obs, b_clipped, b_raw_next_obs, b_rewards)
+                        for name, stat in held.items():
+                            writer.add_scalar(f"recall/heldout_{name}", stat.item(), global_step)
+                    bt_buffer.add(b_raw_obs, b_clipped, b_raw_next_obs, b_rewards)
+                    recall_stats, _ = dyna_phase(
+                        policy,
+                        params,
+                        obs_normaliser,
+                        value_net,
+                        fwd_model,
+                        fwd_optimizer,
+                        bt_buffer,
+                        b_raw_obs,
+                        low,
+                        high,
+                        args,
+                    )
                 for name, stat in recall_stats.items():
                     writer.add_scalar(f"recall/{name}", stat.item(), global_step)
-                if stats["kl"] > 0:  # how far recall moved the policy, against TRPO's own step
-                    writer.add_scalar(
-                        "recall/imitation_kl_ratio", recall_stats["imitation_kl"].item() / stats["kl"], global_step
-                    )
+                moved = "imitation_kl" if args.model == "backward" else "imagined_kl"
+                if stats["kl"] > 0:  # how far the model's experience moved the policy, against TRPO's own step
+                    writer.add_scalar(f"recall/{moved}_ratio", recall_stats[moved].item() / stats["kl"], global_step)
                 writer.add_scalar("recall/trace_len", args.trace_len, global_step)
 
             sps = int(global_step / (time.time() - start_time))
@@ -589,6 +727,7 @@ if __name__ == "__main__":
         if args.save_model:
             model_path = f"runs/{run_name}/{args.exp_name}.pt"
             nets = {"policy": policy, "value_net": value_net, "obs_normaliser": obs_normaliser, "bt_model": bt_model}
+            nets |= {"fwd_model": fwd_model} if args.model == "forward" else {}
             torch.save({**{name: net.state_dict() for name, net in nets.items()}, "args": vars(args)}, model_path)
             print(f"model saved to {model_path}")
         envs.close()

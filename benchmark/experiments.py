@@ -109,6 +109,19 @@ EXPERIMENTS = {
         tuple(range(1, 11)),
         1_000_000,
     ),
+    # App. G, Fig. 16: a forward model's imagined rollouts (Dyna) against recall traces and plain TRPO
+    "appg_forward_model": Experiment(
+        TRPO,
+        ("Ant-v4", "Humanoid-v4"),
+        {
+            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
+            "forward": Setting("TRPO + forward model (`--model forward`)", ("--model", "forward")),
+            "recall": Setting("TRPO + recall traces"),
+        },
+        "trpo",
+        (1, 2, 3, 4, 5),
+        1_000_000,
+    ),
     # App. B, Fig. 8: the length of the traces (TRPO)
     "fig8_trace_len": Experiment(
         TRPO,

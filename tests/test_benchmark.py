@@ -12,6 +12,7 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
 from plot import bootstrap_ci, prob_greater  # noqa: E402
+from report import verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
 
 # two settings of the four-room experiment on the 7x7 grid, two seeds, 2048 steps: four runs of a few seconds
@@ -168,3 +169,9 @@ def test_report_verdicts_on_known_effects(tmp_path):
     assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
         tmp_path / "docs" / "figures" / "fig6_trpo.md"
     ).exists()
+
+
+def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_gain():
+    assert verdict(0.05, 0.30, 5) == "reproduced" and verdict(-0.30, 0.05, 10) == "not reproduced"
+    assert verdict(-0.10, 0.30, 3) == "inconclusive at 3 seeds" == verdict(-0.10, 0.30, 3, no_gain=True)
+    assert verdict(0.05, 0.30, 5, no_gain=True) == "not reproduced" and verdict(-0.3, 0.05, 10, no_gain=True) == "reproduced"

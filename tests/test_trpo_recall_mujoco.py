@@ -14,13 +14,16 @@ from helpers import run_script as run_any_script
 from trpo_recall_mujoco import (
     Args,
     BacktrackingModel,
+    ForwardModel,
     GaussianPolicy,
     RunningNormaliser,
     TransitionBuffer,
     compute_gae,
     conjugate_gradient,
     default_trace_len,
+    dyna_phase,
     fisher_vector_product,
+    generate_imagined_rollouts,
     generate_recall_traces,
     line_search,
     mean_kl,
@@ -181,6 +184,78 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces_within_its_kl
     assert 0.001 < kl <= 0.01 and stats["imitation_kl"] == pytest.approx(kl.item())
 
 
+ACTION_EFFECT = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, -0.5]])  # (act_dim, obs_dim): what an action adds
+
+
+def dyna_setup(**overrides):
+    """App. G: a buffer of real steps s_{t+1} = s_t + DRIFT + a_t @ ACTION_EFFECT + noise with reward r_t = a_t[0]
+    (pushing the first action up pays), a fresh policy, value network and forward model, and dyna_phase's
+    arguments."""
+    torch.manual_seed(0)
+    flags = dict(model="forward", trace_len=5, num_traces=64, bt_updates=1, imitation_updates=1, bt_learning_rate=3e-3)
+    args = Args(**{**flags, **overrides})
+    obs, actions = torch.randn(4000, 3) * 3.0, torch.rand(4000, 2) * 2 - 1
+    buffer = TransitionBuffer(4000, 3, 2, "cpu")
+    buffer.add(obs, actions, obs + DRIFT + actions @ ACTION_EFFECT + 0.05 * torch.randn(4000, 3), actions[:, 0])
+    normaliser = RunningNormaliser(3)
+    normaliser.update(obs)
+    policy, value_net, fwd_model = GaussianPolicy(3, 2), torch.nn.Linear(3, 1), ForwardModel(3, 2)
+    with torch.no_grad():
+        value_net.weight.zero_(), value_net.bias.zero_()
+    fwd_optimizer = torch.optim.Adam(fwd_model.parameters(), lr=args.bt_learning_rate)
+    bounds = (-torch.ones(2), torch.ones(2))
+    return policy, list(policy.parameters()), normaliser, value_net, fwd_model, fwd_optimizer, buffer, obs[:512], *bounds, args
+
+
+def test_forward_model_learns_a_known_linear_dynamics_and_rolls_forwards():
+    """Trained through dyna_phase on the buffer's real transitions, the forward model predicts the known next state
+    and reward of fresh (s, a) pairs, and its rollouts step forwards: each step adds DRIFT on average (the policy's
+    actions average to about 0). Swapped pairs in training, or a flipped delta_s in the rollouts, step backwards."""
+    setup = dyna_setup(bt_updates=600, imitation_updates=0)
+    fwd_model = setup[4]
+    _, (states, actions, rewards) = dyna_phase(*setup)
+    obs, acts = torch.randn(1000, 3) * 3.0, torch.rand(1000, 2) * 2 - 1
+    with torch.no_grad():
+        predicted = fwd_model.predict(obs, acts) * fwd_model.out_std + fwd_model.out_mean
+    torch.testing.assert_close(predicted[:, :-1], DRIFT + acts @ ACTION_EFFECT, rtol=0, atol=0.15)
+    torch.testing.assert_close(predicted[:, -1], acts[:, 0], rtol=0, atol=0.15)
+    clipped = actions.clamp(-1, 1)
+    walked = (states[1:] - states[:-1] - clipped @ ACTION_EFFECT).mean((0, 1))
+    torch.testing.assert_close(walked, DRIFT, rtol=0, atol=0.15)
+    assert (states[1:] - states[:-1]).mean((0, 1)) @ DRIFT > 0
+
+
+def test_an_imagined_step_moves_the_policy_towards_imagined_reward_within_its_kl():
+    """One dyna_phase with one imagined step: the reward of the imagined rollouts is the first action, so the
+    policy's mean first action goes up on the real states, by a mean KL of at most imitation_max_kl."""
+    setup = dyna_setup(bt_updates=300, imitation_max_kl=0.01)
+    policy, normaliser, real_obs = setup[0], setup[2], setup[7]
+    before = copy.deepcopy(policy)
+    stats, _ = dyna_phase(*setup)
+    with torch.no_grad():
+        kl_obs = normaliser(real_obs)
+        push = (policy(kl_obs).mean[:, 0] - before(kl_obs).mean[:, 0]).mean()
+        kl = mean_kl(before(kl_obs), policy(kl_obs))
+    assert push > 0.01
+    assert 0.001 < kl <= 0.01 and stats["imagined_kl"] == pytest.approx(kl.item())
+
+
+def test_trace_guard_holds_imagined_rollouts_near_the_training_states():
+    """A diverging forward model (each step adding 1000 standard deviations): 50 imagined steps stay finite, held
+    10 standard deviations from the training states' mean, and are flagged."""
+    torch.manual_seed(0)
+    fwd_model, policy, normaliser = ForwardModel(3, 2), GaussianPolicy(3, 2), RunningNormaliser(3)
+    with torch.no_grad():
+        fwd_model.fwd_net[-1].bias.fill_(1000.0)
+        fwd_model.obs_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        fwd_model.obs_std.copy_(torch.tensor([0.1, 1.0, 10.0]))
+        states, _, _, guarded = generate_imagined_rollouts(
+            fwd_model, policy, normaliser, torch.zeros(16, 3), 50, -torch.ones(2), torch.ones(2)
+        )
+    assert torch.isfinite(states).all() and guarded.all()
+    torch.testing.assert_close(states[-1], (fwd_model.obs_mean + 10 * fwd_model.obs_std).expand(16, 3))
+
+
 def test_trace_len_defaults_follow_table_1():
     assert default_trace_len("Hopper-v4") == 10 and default_trace_len("Ant-v5") == 50
     assert default_trace_len("HalfCheetah-v4") == default_trace_len("Walker2d-v4") == 20
@@ -196,6 +271,7 @@ def test_trace_len_defaults_follow_table_1():
         (["--imitation-max-kl", "-1"], "--imitation-max-kl must be > 0"),
         (["--seed", "-5"], "--seed must be >= 0"),
         (["--vf-lr", "-1"], "--vf-lr must be > 0"),
+        (["--model", "forward", "--bt-model", "random"], "--bt-model random is App. F's untrained backtracking model"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
@@ -218,6 +294,20 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 10 steps: Table 1'
     assert all(0.0 <= kl <= 0.01 for kl in logged["losses/kl"])  # the trust region of the accepted steps
     assert {"policy", "value_net", "obs_normaliser"} <= checkpoint.keys()
     assert 3000 < checkpoint["obs_normaliser"]["count"] <= 4096  # the statistics of the real steps, saved
+
+
+FORWARD_TAGS = ["recall/fwd_state_nll", "recall/fwd_reward_nll", "recall/heldout_fwd_state_nll"]
+FORWARD_TAGS += ["recall/heldout_fwd_reward_nll", "recall/imagined_kl", "recall/imagined_kl_ratio"]
+FORWARD_TAGS += ["recall/imagined_reward", "recall/trace_clamped_frac", "recall/trace_len"]
+
+
+def test_smoke_forward_model_logs_its_tags(tmp_path):  # App. G: rollouts of 10 steps
+    logged, checkpoint = assert_mujoco_smoke(
+        SCRIPT, tmp_path, [*SMOKE, "--model", "forward"], "--recall", SHARED_TAGS, FORWARD_TAGS, trace_len=10
+    )
+    assert not any(tag in logged for tag in ("recall/bt_state_nll", "recall/imitation_kl"))
+    assert all(0.0 <= kl <= 0.003 + 1e-6 for kl in logged["recall/imagined_kl"])
+    assert "out_std" in checkpoint["fwd_model"]
 
 
 def test_same_seed_same_numbers(tmp_path):
