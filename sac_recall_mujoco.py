@@ -44,6 +44,11 @@ class Args:
     """if toggled, record videos of the first env to `videos/` (needs `pip install moviepy`)"""
     save_model: bool = False
     """if toggled, save the actor, the critics, the backtracking model and its normaliser to the run directory"""
+    compile: bool = False
+    """if toggled, pass the SAC update, the backtracking model's update, trace generation and the imitation step
+    through torch.compile (with CUDA graphs on CUDA); the same functions and random numbers as eager"""
+    log_every: int = 1000
+    """env steps between two logs of the losses and diagnostics (a log waits for the device; nothing else does)"""
     eval_every: int = 5000
     """env steps between two evaluations of the deterministic (mean-action) policy (0: only at the end)"""
     eval_episodes: int = 10
@@ -130,6 +135,8 @@ def check_args(args: Args):
     for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    if args.log_every < 1:
+        return f"--log-every must be >= 1, got {args.log_every}"
     for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
@@ -391,6 +398,24 @@ def rank_replay_sample(rb, value, args, rng, device):
     return data
 
 
+def bt_update(bt_model, bt_optimizer, obs, actions, next_obs):
+    """Algorithm 1, line 9: one maximum-likelihood step of the backtracking model (Eq. 2). Returns its NLLs."""
+    nlls = bt_model.nll(obs, actions, next_obs)
+    bt_optimizer.zero_grad()
+    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+    bt_optimizer.step()
+    return nlls
+
+
+def imitation_step(actor, actor_optimizer, states, actions, imitation_coef):
+    """Algorithm 1, line 13: one step of the actor's optimizer on Eq. 3 over recall traces. Returns the loss."""
+    loss = imitation_loss(actor, states, actions)
+    actor_optimizer.zero_grad()
+    (imitation_coef * loss).backward()
+    actor_optimizer.step()
+    return loss.detach()
+
+
 def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, args):
     """Algorithm 1, lines 9-13: fit the backtracking model (Eq. 2), sample recall traces back from the targets,
     take imitation steps on them (Eq. 3). `kl_obs`: real states on which the imitation steps' KL is measured.
@@ -399,10 +424,7 @@ def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs
     # line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
         batch = torch.randint(len(bt_data["obs"]), (args.bt_batch_size,), device=kl_obs.device)
-        nlls = bt_model.nll(bt_data["obs"][batch], bt_data["actions"][batch], bt_data["next_obs"][batch])
-        bt_optimizer.zero_grad()
-        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-        bt_optimizer.step()
+        bt_update(bt_model, bt_optimizer, bt_data["obs"][batch], bt_data["actions"][batch], bt_data["next_obs"][batch])
     # lines 10-11: traces backwards from the highest-value states, one batch for the phase
     with torch.no_grad():
         starts = bt_data["targets"].repeat(max(args.imitation_updates, 1), 1)  # the diagnostics need some
@@ -412,12 +434,10 @@ def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs
     # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
     n = len(bt_data["targets"])
     for k in range(args.imitation_updates):
-        stats["imitation_loss"] = imitation_loss(
-            actor, trace_states[:, k * n : (k + 1) * n], trace_actions[:, k * n : (k + 1) * n]
+        part = slice(k * n, (k + 1) * n)
+        stats["imitation_loss"] = imitation_step(
+            actor, actor_optimizer, trace_states[:, part], trace_actions[:, part], args.imitation_coef
         )
-        actor_optimizer.zero_grad()
-        (args.imitation_coef * stats["imitation_loss"]).backward()
-        actor_optimizer.step()
     with torch.no_grad():  # how far the imitation steps moved the policy (pre-tanh Gaussians: tanh keeps the KL)
         stats["imitation_kl"] = mean_kl(before, actor.base_dist(kl_obs))
     return stats, (trace_states, trace_actions)
@@ -495,10 +515,8 @@ if __name__ == "__main__":
     if args.autotune:
         target_entropy = -float(act_dim)
         log_alpha = torch.zeros(1, requires_grad=True, device=device)
-        alpha = log_alpha.exp().item()
         alpha_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
-    else:
-        alpha = args.alpha
+    alpha = log_alpha.exp().detach() if args.autotune else torch.tensor([args.alpha], device=device)  # on the device
     bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim)
@@ -507,6 +525,45 @@ if __name__ == "__main__":
         """V(s) ~ min_i Q_i(s, mean action): ranks states for the backtracking model (App. E.2)."""
         mean_action = actor.squash(actor(obs)[0])
         return torch.min(qf1(obs, mean_action), qf2(obs, mean_action))
+
+    def sac_update(b_obs, b_actions, b_rewards, b_next_obs, b_terms, alpha):
+        """Algorithm 1, lines 6-7: one SAC update of the critics, the actor and the temperature, then the target
+        networks. Returns the new temperature and the losses, tensors left on the device."""
+        with torch.no_grad():
+            next_actions, next_log_prob, _ = actor.sample(b_next_obs)
+            next_q = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
+            target = soft_q_target(b_rewards, b_terms, next_q, next_log_prob, alpha, args.gamma)
+        qf1_loss = F.mse_loss(qf1(b_obs, b_actions), target)
+        qf2_loss = F.mse_loss(qf2(b_obs, b_actions), target)
+        q_optimizer.zero_grad()
+        (qf1_loss + qf2_loss).backward()
+        q_optimizer.step()
+
+        pi, log_pi, _ = actor.sample(b_obs)
+        actor_loss = (alpha * log_pi - torch.min(qf1(b_obs, pi), qf2(b_obs, pi))).mean()
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+        if args.autotune:
+            alpha_loss = -(log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+            alpha_optimizer.zero_grad()
+            alpha_loss.backward()
+            alpha_optimizer.step()
+            alpha = log_alpha.exp().detach()
+        with torch.no_grad():
+            for net, target_net in ((qf1, qf1_target), (qf2, qf2_target)):
+                for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
+                    tp.mul_(1 - args.tau).add_(args.tau * p)
+        losses = {"qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "actor_loss": actor_loss, "entropy": -log_pi.mean()}
+        return alpha, {name: loss.detach() for name, loss in losses.items()}
+
+    if args.compile:  # the same functions, compiled; recall_phase finds the compiled ones under the same names
+        mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on CUDA
+        torch._inductor.config.fallback_random = True  # eager's random numbers: --compile changes only the speed
+        sac_update = torch.compile(sac_update, mode=mode)
+        bt_update = torch.compile(bt_update, mode=mode)
+        generate_recall_traces = torch.compile(generate_recall_traces, mode=mode)
+        imitation_step = torch.compile(imitation_step, mode=mode)
 
     global_step, sac_updates, start_time = 0, 0, time.time()
     next_refresh, recall_stats = 0, {}  # when to rank a fresh sample; the last recall phase's diagnostics
@@ -548,44 +605,18 @@ if __name__ == "__main__":
             for _ in range(args.num_envs):  # one gradient step per env step
                 # Algorithm 1, lines 6-7: the SAC update
                 b_obs, b_actions, b_rewards, b_next_obs, b_terms = rb.sample(args.batch_size, rng, device)
-                with torch.no_grad():
-                    next_actions, next_log_prob, _ = actor.sample(b_next_obs)
-                    next_q = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
-                    target = soft_q_target(b_rewards, b_terms, next_q, next_log_prob, alpha, args.gamma)
-                qf1_loss = F.mse_loss(qf1(b_obs, b_actions), target)
-                qf2_loss = F.mse_loss(qf2(b_obs, b_actions), target)
-                q_optimizer.zero_grad()
-                (qf1_loss + qf2_loss).backward()
-                q_optimizer.step()
-
-                pi, log_pi, _ = actor.sample(b_obs)
-                actor_loss = (alpha * log_pi - torch.min(qf1(b_obs, pi), qf2(b_obs, pi))).mean()
-                actor_optimizer.zero_grad()
-                actor_loss.backward()
-                actor_optimizer.step()
-                if args.autotune:
-                    alpha_loss = -(log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
-                    alpha_optimizer.zero_grad()
-                    alpha_loss.backward()
-                    alpha_optimizer.step()
-                    alpha = log_alpha.exp().item()
-                with torch.no_grad():
-                    for net, target_net in ((qf1, qf1_target), (qf2, qf2_target)):
-                        for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
-                            tp.mul_(1 - args.tau).add_(args.tau * p)
+                alpha, losses = sac_update(b_obs, b_actions, b_rewards, b_next_obs, b_terms, alpha)
                 sac_updates += 1
 
                 if args.recall and sac_updates % args.recall_every == 0:
                     # Algorithm 1, lines 9-13: backtracking model, recall traces, imitation
                     recall_stats, _ = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, b_obs, args)
 
-            if global_step % 1000 < args.num_envs:
+            if global_step % args.log_every < args.num_envs:
                 sps = int(global_step / (time.time() - start_time))
-                writer.add_scalar("losses/qf1_loss", qf1_loss.item(), global_step)
-                writer.add_scalar("losses/qf2_loss", qf2_loss.item(), global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
-                writer.add_scalar("losses/alpha", alpha, global_step)
-                writer.add_scalar("losses/entropy", -log_pi.mean().item(), global_step)
+                for name, loss in losses.items():
+                    writer.add_scalar(f"losses/{name}", loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha.item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
                 if recall_stats:
                     with torch.no_grad():  # held out: real high-value transitions the model was never trained on
