@@ -129,9 +129,9 @@ def plan(args, exp):
     env_ids, settings, seeds = args.env_ids or exp.env_ids, args.settings or tuple(exp.settings), args.seeds or exp.seeds
     commit = git_commit(ROOT)
     runs = []
-    for env_id in env_ids:
-        for setting in settings:
-            for seed in seeds:
+    for env_id in env_ids:  # seed by seed across the settings, so that a grid cut short stays balanced
+        for seed in seeds:
+            for setting in settings:
                 script, flags = exp.command(env_id, setting, seed, args.total_timesteps)
                 identity = {"experiment": args.experiment, "script": script, "env_id": env_id, "setting": setting}
                 identity |= {"seed": seed, "total_timesteps": int(flags[flags.index("--total-timesteps") + 1])}
