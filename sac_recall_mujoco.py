@@ -11,6 +11,7 @@ ICLR 2019. The backtracking model is App. C's: q(a_t|s_{t+1}) q(delta_s_t|a_t, s
 import itertools
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -123,6 +124,13 @@ def default_trace_len(env_id):
     return next((n for name, n in TABLE2_TRACE_LEN.items() if env_id.startswith(name)), 20)
 
 
+def cpp_compiler():
+    """The C++ compiler torch.compile's CPU code generation would find, or None."""
+    return next(
+        (path for name in (os.environ.get("CXX"), "g++", "clang++", "c++") if name and (path := shutil.which(name))), None
+    )
+
+
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
     if args.seed < 0:
@@ -137,6 +145,8 @@ def check_args(args: Args):
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
     if args.log_every < 1:
         return f"--log-every must be >= 1, got {args.log_every}"
+    if args.compile and not (args.cuda and torch.cuda.is_available()) and not cpp_compiler():
+        return "--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile's generated code"
     for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"

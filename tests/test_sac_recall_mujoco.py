@@ -16,6 +16,7 @@ from sac_recall_mujoco import (
     BacktrackingModel,
     ReplayBuffer,
     add_real_transitions,
+    cpp_compiler,
     default_trace_len,
     generate_recall_traces,
     high_value_split,
@@ -323,6 +324,9 @@ def test_compile_gives_the_losses_of_eager(tmp_path):
     20 agree to 1e-3 (float rounding in fused kernels), and none of the 200 drifts apart by more than a quarter."""
     flags = [*SMOKE[:2], "--total-timesteps", "700", *SMOKE[4:6], "--batch-size", "64", "--bt-sample-size", "400"]
     flags += ["--bt-refresh", "100", "--trace-len", "3", "--eval-episodes", "0", "--eval-every", "0", "--log-every", "1"]
+    if cpp_compiler() is None:  # what a machine without one must do: refuse with one line, before training
+        assert_refused(run_script(tmp_path, *flags, "--compile"), "--compile on the CPU needs a C++ compiler", tmp_path)
+        return
     runs = []
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         (tmp_path / name).mkdir()
