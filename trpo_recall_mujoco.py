@@ -662,12 +662,12 @@ if __name__ == "__main__":
 
             if args.recall:
                 b_rewards = rewards.flatten()[keep]
-                kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
                 if args.model == "backward":
                     # App. E.1: the top_k_frac of the batch's transitions by reward join the buffer (no critic here)
                     top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
                     b_clipped = torch.clamp(b_actions[top], low, high)
                     bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
+                    kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
                     # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                     recall_stats, _ = recall_phase(
                         policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args

@@ -208,11 +208,11 @@ def table(rows):
 
 def summary(rows):
     """One line a claim for the README: its verdict on each env id, with the relative effect where measured."""
-    lines = ["| claim | paper | verdict by env (effect relative to the comparison) |", "|-|-|-|"]
+    lines = ["| claim | paper | verdict by env (effect relative to the comparison; seeds a side) |", "|-|-|-|"]
     for claim in CLAIMS:
         cells = []
         for r in (r for r in rows if r["claim"] is claim):
-            effect = f", {100 * r['rel'][0]:+.0f}%" if "rel" in r else ""
+            effect = f", {100 * r['rel'][0]:+.0f}% ({r['n'][0]} vs {r['n'][1]})" if "rel" in r else ""
             cells.append(f"{env_name(r['exp'], r['env_id'])}: {r.get('verdict', 'pending')}{effect}")
         lines.append(f"| {claim.text} | {claim.paper} | {'; '.join(cells)} |")
     return "\n".join(lines) + "\n"
