@@ -72,6 +72,12 @@ def write(path, text):
     tmp.replace(path)
 
 
+def read_identity(path):
+    """The identity and summary of one result file, its first line."""
+    with gzip.open(path, "rt") as f:
+        return json.loads(f.readline()[2:])
+
+
 def read(path):
     """(identity, {tag: (steps, values)}) of one result file."""
     with gzip.open(path, "rt") as f:

@@ -9,10 +9,15 @@ Every run is the script started as a user would start it: a subprocess with one 
 directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
 results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.py), written by this process. A run
 whose file exists is skipped, so an experiment fills up piece by piece across sessions and machines; Ctrl-C
-loses only the runs in flight. With Ray, each run is one task with num_cpus=1 that returns its file's text to
-this driver: the nodes of a cluster need the project's requirements, not a shared file system.
+loses only the runs in flight. A run that another experiment already made (the same script and flags, and the same
+metric and threshold, so the same summary) is copied from that experiment's folder instead of run again, its
+identity naming this experiment and the file it came from (`reused_from`). With Ray, each run is one task with
+num_cpus=1 that returns its file's text to this driver: the nodes of a cluster need the project's requirements,
+not a shared file system.
 """
 
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +34,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS  # noqa: E402
-from result_file import result_path, write  # noqa: E402
+from result_file import read_identity, result_path, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,6 +145,29 @@ def plan(args, exp):
     return runs
 
 
+def made_elsewhere(todo, results_dir, name, exp):
+    """{path: the file of another experiment that holds the same run} for the runs of `todo` that have one."""
+    summary_of = (exp.metric, exp.threshold, exp.threshold_episodes)
+    made = {}
+    for other_name, other in EXPERIMENTS.items():
+        if other_name != name and (other.metric, other.threshold, other.threshold_episodes) == summary_of:
+            for path in sorted((results_dir / other_name).glob("*.csv.gz")):
+                identity = read_identity(path)
+                made.setdefault((identity["script"], tuple(identity["flags"])), path)
+    found = ((path, made.get((identity["script"], tuple(identity["flags"])))) for identity, path in todo)
+    return {path: source for path, source in found if source is not None}
+
+
+def copy_run(identity, source, path, results_dir):
+    """Write another experiment's run of the same command as this experiment's: its series and summary, the
+    commit it ran at, this experiment's names."""
+    with gzip.open(source, "rt") as f:
+        made, rest = json.loads(f.readline()[2:]), f.read()
+    keep = {key: made[key] for key in ("commit", "summary")}
+    reused_from = source.relative_to(results_dir).as_posix()
+    write(path, "# " + json.dumps({**identity, **keep, "reused_from": reused_from}, sort_keys=True) + "\n" + rest)
+
+
 def check(args):
     if args.experiment not in EXPERIMENTS:
         return f"unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}"
@@ -218,12 +246,18 @@ if __name__ == "__main__":
     exp = EXPERIMENTS[args.experiment]
     runs = plan(args, exp)
     todo = [(identity, path) for identity, path in runs if not path.exists()]
-    print(f"{args.experiment}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run")
+    elsewhere = made_elsewhere(todo, args.results_dir, args.experiment, exp)
+    counts = f"{len(runs) - len(todo)} done, {len(elsewhere)} made by other experiments, {len(todo) - len(elsewhere)} to run"
+    print(f"{args.experiment}: {len(runs)} runs, {counts}")
     if args.dry_run:
         for identity, path in runs:
-            status = "done" if path.exists() else "todo"
+            status = "done" if path.exists() else "copy" if path in elsewhere else "todo"
             print(f"{status}  {path}  python {identity['script']} {' '.join(identity['flags'])}")
         sys.exit(0)
+    for identity, path in todo:
+        if path in elsewhere:
+            copy_run(identity, elsewhere[path], path, args.results_dir)
+    todo = [(identity, path) for identity, path in todo if path not in elsewhere]
     if not todo:
         sys.exit(0)
 

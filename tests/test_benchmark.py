@@ -46,8 +46,19 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
         assert any(tag.startswith("recall/") for tag in series) == (identity["setting"] != "ac")
     mtimes = [f.stat().st_mtime_ns for f in files]
     again = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
-    assert again.returncode == 0 and "4 done, 0 to run" in again.stdout
+    assert again.returncode == 0 and "4 done, 0 made by other experiments, 0 to run" in again.stdout
     assert [f.stat().st_mtime_ns for f in files] == mtimes
+    # the same commands in another experiment (App. F reruns Fig. 2's settings) are copied, not run again
+    other = [*TINY, "--results-dir", "res"]
+    other[0] = "fig14_random_model"
+    dry = benchmark("run.py", tmp_path, *other, "--dry-run")
+    assert dry.stdout.count("copy  ") == 4 and "4 made by other experiments, 0 to run" in dry.stdout
+    assert benchmark("run.py", tmp_path, *other).returncode == 0
+    for path in files:
+        (identity, series), (copied, copied_series) = read(path), read(tmp_path / "res" / "fig14_random_model" / path.name)
+        assert copied["experiment"] == "fig14_random_model" and copied["reused_from"] == f"fig2_fourroom/{path.name}"
+        assert copied["summary"] == identity["summary"] and copied["flags"] == identity["flags"]
+        np.testing.assert_array_equal(copied_series["charts/success_rate"][1], series["charts/success_rate"][1])
 
 
 def test_ray_runs_the_same_runs(tmp_path):
