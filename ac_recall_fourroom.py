@@ -309,8 +309,8 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_la
     advantages = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
-        delta = rewards[t] + gamma * next_values[t] * (1 - terminations[t]) - values[t]
-        last = delta + gamma * gae_lambda * (1 - dones[t]) * last
+        delta = rewards[t] + gamma * (1.0 - terminations[t]) * next_values[t] - values[t]
+        last = delta + gamma * gae_lambda * (1.0 - dones[t]) * last
         advantages[t] = last
     return advantages
 
