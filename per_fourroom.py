@@ -148,6 +148,9 @@ def make_env(env_id, idx, capture_video, run_name, size, slip):
 
 
 def mlp(n_in, n_out, hidden, activation, out_std=1.0):
+    """Orthogonal weights (gain sqrt 2, the last layer's own) and zero biases, the init of CleanRL's discrete
+    actor-critics; the continuous scripts' mlp keeps PyTorch's default init."""
+
     def layer(i, o, std=np.sqrt(2)):
         lin = nn.Linear(i, o)
         nn.init.orthogonal_(lin.weight, std)
