@@ -9,14 +9,16 @@ Every run is the script started as a user would start it: a subprocess with one 
 directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
 results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.py), written by this process. A run
 whose file exists is skipped, so an experiment fills up piece by piece across sessions and machines; Ctrl-C
-loses only the runs in flight. A run that another experiment already made (the same script and flags, and the same
-metric and threshold, so the same summary) is copied from that experiment's folder instead of run again, its
-identity naming this experiment and the file it came from (`reused_from`). With Ray, each run is one task with
-num_cpus=1 that returns its file's text to this driver: the nodes of a cluster need the project's requirements,
-not a shared file system.
+loses only the runs in flight. A run that another experiment already made (the same script and arguments, defaults
+filled in, and the same metric and threshold, so the same summary) is copied from that experiment's folder instead
+of run again, its identity naming this experiment and the file it came from (`reused_from`). With Ray, each run is
+one task with num_cpus=1 that returns its file's text to this driver: the nodes of a cluster need the project's
+requirements, not a shared file system.
 """
 
+import functools
 import gzip
+import importlib.util
 import json
 import os
 import signal
@@ -32,7 +34,7 @@ from typing import Literal
 
 import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # the scripts' envs/
 from experiments import EXPERIMENTS  # noqa: E402
 from result_file import read_identity, result_path, write  # noqa: E402
 
@@ -145,16 +147,32 @@ def plan(args, exp):
     return runs
 
 
+@functools.cache
+def args_class(script):
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Args
+
+
+def run_key(script, flags):
+    """A run's script and every argument it runs with, its defaults filled in by the script's own Args: two
+    commands that differ only by a flag given at its default value are the same run."""
+    return script, repr(tyro.cli(args_class(script), args=list(flags)))
+
+
 def made_elsewhere(todo, results_dir, name, exp):
     """{path: the file of another experiment that holds the same run} for the runs of `todo` that have one."""
     summary_of = (exp.metric, exp.threshold, exp.threshold_episodes)
+    wanted = {(i["script"], i["env_id"], i["seed"], i["total_timesteps"]) for i, _ in todo}
     made = {}
     for other_name, other in EXPERIMENTS.items():
         if other_name != name and (other.metric, other.threshold, other.threshold_episodes) == summary_of:
             for path in sorted((results_dir / other_name).glob("*.csv.gz")):
-                identity = read_identity(path)
-                made.setdefault((identity["script"], tuple(identity["flags"])), path)
-    found = ((path, made.get((identity["script"], tuple(identity["flags"])))) for identity, path in todo)
+                i = read_identity(path)
+                if (i["script"], i["env_id"], i["seed"], i["total_timesteps"]) in wanted:
+                    made.setdefault(run_key(i["script"], i["flags"]), path)
+    found = ((path, made.get(run_key(i["script"], i["flags"]))) for i, path in todo) if made else ()
     return {path: source for path, source in found if source is not None}
 
 

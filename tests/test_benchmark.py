@@ -61,6 +61,15 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
         np.testing.assert_array_equal(copied_series["charts/success_rate"][1], series["charts/success_rate"][1])
 
 
+def test_a_flag_given_at_its_default_value_makes_the_same_run():
+    from run import args_class, run_key
+
+    base, gamma = ["--size", "7", "--no-recall"], args_class("ac_recall_fourroom.py").gamma
+    assert run_key("ac_recall_fourroom.py", base) == run_key("ac_recall_fourroom.py", [*base, "--gamma", str(gamma)])
+    assert run_key("ac_recall_fourroom.py", base) != run_key("ac_recall_fourroom.py", [*base, "--gamma", str(gamma / 2)])
+    assert run_key("ac_recall_fourroom.py", base[:2]) != run_key("per_fourroom.py", base[:2])
+
+
 def test_ray_runs_the_same_runs(tmp_path):
     """One Ray task per run on a local Ray of 2 CPUs: the same numbers as the local pool (the runs are deterministic)."""
     flags = ["--settings", "true-learned", "--seeds", "1", "--results-dir"]
