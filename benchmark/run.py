@@ -142,7 +142,8 @@ def plan(args, exp):
                 script, flags = exp.command(env_id, setting, seed, args.total_timesteps)
                 identity = {"experiment": args.experiment, "script": script, "env_id": env_id, "setting": setting}
                 identity |= {"seed": seed, "total_timesteps": int(flags[flags.index("--total-timesteps") + 1])}
-                identity |= {"flags": flags, "commit": commit, "metric": exp.metric, "baseline": exp.baseline}
+                identity |= {"flags": flags, "args": arguments(script, flags), "commit": commit}
+                identity |= {"metric": exp.metric, "baseline": exp.baseline}
                 runs.append((identity, result_path(args.results_dir, args.experiment, env_id, setting, seed)))
     return runs
 
@@ -155,10 +156,16 @@ def args_class(script):
     return module.Args
 
 
-def run_key(script, flags):
-    """A run's script and every argument it runs with, its defaults filled in by the script's own Args: two
-    commands that differ only by a flag given at its default value are the same run."""
-    return script, repr(tyro.cli(args_class(script), args=list(flags)))
+def arguments(script, flags):
+    """Every argument the script runs with for these flags, its defaults filled in by its own Args."""
+    return json.loads(json.dumps(vars(tyro.cli(args_class(script), args=list(flags))), default=str))
+
+
+def run_key(identity):
+    """Two runs are the same when their script and arguments are: a flag given at its default value is the flag left
+    out. A file from before `args` was recorded is read with today's defaults."""
+    args = identity.get("args") or arguments(identity["script"], identity["flags"])
+    return identity["script"], json.dumps(args, sort_keys=True)
 
 
 def made_elsewhere(todo, results_dir, name, exp):
@@ -171,9 +178,16 @@ def made_elsewhere(todo, results_dir, name, exp):
             for path in sorted((results_dir / other_name).glob("*.csv.gz")):
                 i = read_identity(path)
                 if (i["script"], i["env_id"], i["seed"], i["total_timesteps"]) in wanted:
-                    made.setdefault(run_key(i["script"], i["flags"]), path)
-    found = ((path, made.get(run_key(i["script"], i["flags"]))) for i, path in todo) if made else ()
-    return {path: source for path, source in found if source is not None}
+                    made.setdefault(run_key(i), path)
+    return {path: made[run_key(i)] for i, path in todo if run_key(i) in made}
+
+
+def stale(runs):
+    """The done runs whose file records other arguments than their flags give today (a default changed since)."""
+    for identity, path in runs:
+        if path.exists() and (made := read_identity(path).get("args")) and made != identity["args"]:
+            changed = ", ".join(f"{k}={made.get(k)} (now {v})" for k, v in identity["args"].items() if made.get(k) != v)
+            yield f"{path} was made with {changed}"
 
 
 def copy_run(identity, source, path, results_dir):
@@ -263,6 +277,8 @@ if __name__ == "__main__":
         sys.exit(f"error: {error}")
     exp = EXPERIMENTS[args.experiment]
     runs = plan(args, exp)
+    for line in stale(runs):
+        print(f"warning: {line}; delete it to run it again")
     todo = [(identity, path) for identity, path in runs if not path.exists()]
     elsewhere = made_elsewhere(todo, args.results_dir, args.experiment, exp)
     counts = f"{len(runs) - len(todo)} done, {len(elsewhere)} made by other experiments, {len(todo) - len(elsewhere)} to run"

@@ -1,5 +1,6 @@
 """benchmark/: the runner on a local pool and on a local Ray, resuming, the result file, and the plot's intervals."""
 
+import json
 import os
 import re
 import subprocess
@@ -36,6 +37,7 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
         identity, series = read(path)
         assert identity["experiment"] == "fig2_fourroom" and identity["script"] == "ac_recall_fourroom.py"
         assert identity["env_id"] == "7" and identity["total_timesteps"] == 2048 and identity["seed"] in (1, 2)
+        assert identity["args"]["size"] == 7 and identity["args"]["recall"] == (identity["setting"] != "ac")
         assert identity["flags"][:6] == ["--size", "7", "--seed", str(identity["seed"]), "--total-timesteps", "2048"]
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", identity["commit"])
         assert {"final", "final_train_return", "sps", "steps_to_threshold", "wall_time_s"} <= identity["summary"].keys()
@@ -61,13 +63,19 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
         np.testing.assert_array_equal(copied_series["charts/success_rate"][1], series["charts/success_rate"][1])
 
 
-def test_a_flag_given_at_its_default_value_makes_the_same_run():
-    from run import args_class, run_key
+def test_a_flag_at_its_default_value_is_the_same_run_and_a_changed_default_is_stale(tmp_path):
+    from run import arguments, run_key, stale
 
-    base, gamma = ["--size", "7", "--no-recall"], args_class("ac_recall_fourroom.py").gamma
-    assert run_key("ac_recall_fourroom.py", base) == run_key("ac_recall_fourroom.py", [*base, "--gamma", str(gamma)])
-    assert run_key("ac_recall_fourroom.py", base) != run_key("ac_recall_fourroom.py", [*base, "--gamma", str(gamma / 2)])
-    assert run_key("ac_recall_fourroom.py", base[:2]) != run_key("per_fourroom.py", base[:2])
+    ac, base = "ac_recall_fourroom.py", ["--size", "7", "--no-recall"]
+    gamma = arguments(ac, base)["gamma"]
+    assert run_key({"script": ac, "flags": base}) == run_key({"script": ac, "flags": [*base, "--gamma", str(gamma)]})
+    assert run_key({"script": ac, "flags": base}) != run_key({"script": ac, "flags": [*base, "--gamma", str(gamma / 2)]})
+    assert run_key({"script": ac, "flags": base[:2]}) != run_key({"script": "per_fourroom.py", "flags": base[:2]})
+    identity, path = {"script": ac, "flags": base, "args": arguments(ac, base)}, tmp_path / "run.csv.gz"
+    write(path, "# " + json.dumps({"args": {**identity["args"], "gamma": gamma / 2}}) + "\n")
+    assert list(stale([(identity, path)])) == [f"{path} was made with gamma={gamma / 2} (now {gamma})"]
+    write(path, "# " + json.dumps({"args": identity["args"]}) + "\n")
+    assert not list(stale([(identity, path)]))
 
 
 def test_ray_runs_the_same_runs(tmp_path):
