@@ -153,6 +153,16 @@ EXPERIMENTS = {
         (1, 2, 3, 4, 5),
         100_000,
     ),
+    # not in the paper: the weight of SAC's imitation loss (Eq. 3), checked at the baseline's learning rates
+    "sac_imitation_coef": Experiment(
+        SAC,
+        ("Hopper-v4", "Walker2d-v4"),
+        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",))}
+        | {f"coef{c}": Setting(f"recall, imitation weight {c}", ("--imitation-coef", c)) for c in ("0.03", "0.1", "0.3")},
+        "sac",
+        (1, 2, 3),
+        100_000,
+    ),
     # App. F, Fig. 15: an untrained backtracking model (SAC)
     "fig15_random_model_sac": Experiment(
         SAC,
