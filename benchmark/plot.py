@@ -77,6 +77,11 @@ def curves(runs, metric):
     return grid, np.stack([np.interp(grid, *series[metric]) for _, series in runs])
 
 
+def areas(runs, grid, metric):
+    """Each run's area under the curve: the mean of its metric over the grid of env steps."""
+    return np.array([np.mean(np.interp(grid, *series[metric])) for _, series in runs])
+
+
 def fmt(value, low=np.nan, high=np.nan):
     if value is None or not np.isfinite(value):
         return "-"
@@ -96,7 +101,7 @@ def table(exp, runs_by_env):
         per_setting = {}
         for setting, runs in settings.items():
             finals = np.array([identity["summary"]["final"] for identity, _ in runs])
-            aucs = np.array([np.mean(np.interp(grid, *series[metric])) for _, series in runs])
+            aucs = areas(runs, grid, metric)
             # a run that never reaches the threshold counts as its whole budget
             steps = [identity["summary"].get("steps_to_threshold") or identity["total_timesteps"] for identity, _ in runs]
             solved = sum(identity["summary"].get("steps_to_threshold") is not None for identity, _ in runs)

@@ -22,7 +22,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS  # noqa: E402
-from plot import bootstrap_ci, fmt, load, make, prob_greater  # noqa: E402
+from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
 """the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
@@ -283,6 +283,29 @@ def baselines(results_dir):
     return "\n".join(lines) + "\n"
 
 
+def qlr_rule(results_dir, seeds=5):
+    """The rule that sets --q-lr's default (see the template), evaluated on sac_baseline's result files."""
+    exp, lines, holds = EXPERIMENTS["sac_baseline"], [], []
+    runs_by_env = load(results_dir, "sac_baseline")
+    for env_id in exp.env_ids:
+        old, new = (runs_by_env.get(env_id, {}).get(s, []) for s in ("qlr3e-4", "qlr1e-3"))
+        if min(len(old), len(new)) < seeds:
+            lines.append(f"- {env_id}: {len(new)} and {len(old)} seeds so far, the rule waits for {seeds}")
+            holds.append(None)
+            continue
+        grid, _ = curves(old + new, exp.metric)
+        (auc_old, auc_new), (final_old, final_new) = (
+            (areas(old, grid, exp.metric).mean(), areas(new, grid, exp.metric).mean()),
+            (np.mean([i["summary"]["final"] for i, _ in old]), np.mean([i["summary"]["final"] for i, _ in new])),
+        )
+        holds.append(bool(auc_new > auc_old and final_new >= 0.9 * final_old))
+        lines.append(f"- {env_id}, {len(new)} and {len(old)} seeds: area under the eval curve {auc_new:,.0f} (1e-3) "
+                     f"against {auc_old:,.0f} (3e-4), final eval {final_new:,.0f} against {final_old:,.0f}: "
+                     f"{'holds' if holds[-1] else 'fails'}")  # fmt: skip
+    outcome = "pending" if None in holds else "1e-3" if all(holds) else "3e-4"
+    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
+
+
 def commands(rows):
     """The runner's command of every experiment in the table, with its seeds and budget."""
     lines, seen = [], set()
@@ -308,6 +331,7 @@ if __name__ == "__main__":
     figure(all_rows, figures / "reproduction.png")
     text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
+    text = text.replace("{{QLR_RULE}}", qlr_rule(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

@@ -149,7 +149,8 @@ def test_probability_of_beating_and_its_interval():
 
 
 def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/episodic_return", budget=100_000):
-    """Result files whose final metric (or, for a four-room run, env steps to the threshold) is given."""
+    """Result files whose final metric (or, for a four-room run, env steps to the threshold) is given; the curve rises
+    linearly to the final metric."""
     for seed, outcome in enumerate(outcomes, start=1):
         steps = np.linspace(budget / 20, budget, 20)
         summary = {"final": outcome, "final_train_return": outcome}
@@ -157,7 +158,8 @@ def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/epis
             summary = {"final": 1.0, "final_train_return": 1.0, "steps_to_threshold": outcome}
         identity = {"experiment": experiment, "env_id": env_id, "setting": setting, "seed": seed}
         identity |= {"total_timesteps": budget, "summary": summary}
-        write(results / experiment / f"{env_id}__{setting}__{seed}.csv.gz", to_text(identity, {metric: (steps, steps)}))
+        curve = {metric: (steps, steps / budget * summary["final"])}
+        write(results / experiment / f"{env_id}__{setting}__{seed}.csv.gz", to_text(identity, curve))
 
 
 def test_report_verdicts_on_known_effects(tmp_path):
@@ -197,6 +199,21 @@ def test_report_verdicts_on_known_effects(tmp_path):
     assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
         tmp_path / "docs" / "figures" / "fig6_trpo.md"
     ).exists()
+
+
+def test_the_rule_for_the_default_critic_rate(tmp_path):
+    """1e-3 becomes the default when its area under the curve is higher on both envs and its final eval not lower by a
+    tenth; a worse env keeps 3e-4; fewer than 5 seeds a side leaves it pending."""
+    from report import qlr_rule
+
+    for env_id in ("Hopper-v4", "Walker2d-v4"):
+        write_runs(tmp_path, "sac_baseline", env_id, "qlr3e-4", [100.0, 110.0, 90.0, 100.0, 100.0])
+        write_runs(tmp_path, "sac_baseline", env_id, "qlr1e-3", [130.0, 120.0, 140.0, 130.0, 130.0])
+    assert qlr_rule(tmp_path).count(": holds") == 2 and "the default is **1e-3**" in qlr_rule(tmp_path)
+    write_runs(tmp_path, "sac_baseline", "Walker2d-v4", "qlr1e-3", [85.0] * 5)
+    assert "Walker2d-v4, 5 and 5 seeds" in qlr_rule(tmp_path) and "the default is **3e-4**" in qlr_rule(tmp_path)
+    (tmp_path / "sac_baseline" / "Hopper-v4__qlr1e-3__5.csv.gz").unlink()
+    assert "Hopper-v4: 4 and 5 seeds so far" in qlr_rule(tmp_path) and "**pending**" in qlr_rule(tmp_path)
 
 
 def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_gain():
