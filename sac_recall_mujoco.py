@@ -76,8 +76,9 @@ class Args:
     """env steps of uniformly random actions before learning starts"""
     policy_lr: float = 3e-4
     """Adam learning rate of the actor (alpha of Algorithm 1)"""
-    q_lr: float = 3e-4
-    """Adam learning rate of the Q-networks and of the entropy temperature"""
+    q_lr: float = 1e-3
+    """Adam learning rate of the Q-networks and of the entropy temperature (CleanRL's; the SAC paper's 3e-4 learned
+    less in `benchmark/run.py sac_baseline`, docs/reproduction.md)"""
     alpha: float = 0.2
     """the entropy temperature, when not tuned"""
     autotune: bool = True
