@@ -207,14 +207,17 @@ def table(rows):
 
 
 def summary(rows):
-    """One line a claim for the README: its verdict on each env id, with the relative effect where measured."""
-    lines = ["| claim | paper | verdict by env (effect relative to the comparison; seeds a side) |", "|-|-|-|"]
+    """One line a claim for the README: its runs' command and budget, its verdict on each env id, with the relative
+    effect and the seeds where measured."""
+    head = "| claim | paper | runs | verdict by env (effect relative to the comparison; seeds a side) |"
+    lines = [head, "|-|-|-|-|"]
     for claim in CLAIMS:
         cells = []
         for r in (r for r in rows if r["claim"] is claim):
             effect = f", {100 * r['rel'][0]:+.0f}% ({r['n'][0]} vs {r['n'][1]})" if "rel" in r else ""
             cells.append(f"{env_name(r['exp'], r['env_id'])}: {r.get('verdict', 'pending')}{effect}")
-        lines.append(f"| {claim.text} | {claim.paper} | {'; '.join(cells)} |")
+        runs = f"`python benchmark/run.py {claim.experiment}`, {budget_text(EXPERIMENTS[claim.experiment])} env steps"
+        lines.append(f"| {claim.text} | {claim.paper} | {runs} | {'; '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -294,16 +297,18 @@ def qlr_rule(results_dir, seeds=5):
             holds.append(None)
             continue
         grid, _ = curves(old + new, exp.metric)
-        (auc_old, auc_new), (final_old, final_new) = (
-            (areas(old, grid, exp.metric).mean(), areas(new, grid, exp.metric).mean()),
-            (np.mean([i["summary"]["final"] for i, _ in old]), np.mean([i["summary"]["final"] for i, _ in new])),
-        )
+        auc_old, auc_new = (areas(runs, grid, exp.metric).mean() for runs in (old, new))
+        final_old, final_new = (np.mean([i["summary"]["final"] for i, _ in runs]) for runs in (old, new))
         holds.append(bool(auc_new > auc_old and final_new >= 0.9 * final_old))
         lines.append(f"- {env_id}, {len(new)} and {len(old)} seeds: area under the eval curve {auc_new:,.0f} (1e-3) "
                      f"against {auc_old:,.0f} (3e-4), final eval {final_new:,.0f} against {final_old:,.0f}: "
                      f"{'holds' if holds[-1] else 'fails'}")  # fmt: skip
     outcome = "pending" if None in holds else "1e-3" if all(holds) else "3e-4"
     return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
+
+
+def budget_text(exp):
+    return f"{exp.budget:,}" if isinstance(exp.budget, int) else ", ".join(f"{e}: {exp.steps(e):,}" for e in exp.env_ids)
 
 
 def commands(rows):
@@ -314,11 +319,9 @@ def commands(rows):
         if name in seen:
             continue
         seen.add(name)
-        budget = exp.budget if isinstance(exp.budget, int) else ", ".join(f"{e}: {b:,}" for e, b in exp.budget.items())
-        budget = f"{budget:,}" if isinstance(budget, int) else budget
         seeds = f"{exp.seeds[0]}-{exp.seeds[-1]}" if len(exp.seeds) > 1 else str(exp.seeds[0])
         lines.append(f"- `python benchmark/run.py {name}` then `python benchmark/plot.py {name}`: seeds {seeds}, "
-                     f"env steps {budget}, settings {', '.join(f'`{s}`' for s in exp.settings)}")  # fmt: skip
+                     f"env steps {budget_text(exp)}, settings {', '.join(f'`{s}`' for s in exp.settings)}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -54,7 +54,7 @@ def summarise(series, metric, threshold=None, threshold_episodes=0):
 
 def to_text(identity, series):
     out = io.StringIO()
-    out.write("# " + json.dumps(identity, sort_keys=True) + "\n")
+    out.write(header(identity))
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["tag", "step", "value"])
     for tag in sorted(series):
@@ -72,17 +72,29 @@ def write(path, text):
     tmp.replace(path)
 
 
+def header(identity):
+    return "# " + json.dumps(identity, sort_keys=True) + "\n"
+
+
 def read_identity(path):
     """The identity and summary of one result file, its first line."""
     with gzip.open(path, "rt") as f:
         return json.loads(f.readline()[2:])
 
 
+def write_copy(source, path, identity):
+    """Write the series of the result file `source` under another identity (the run of another experiment), keeping
+    the commit it ran at and its summary, and saying where it came from."""
+    with gzip.open(source, "rt") as f:
+        made, rest = json.loads(f.readline()[2:]), f.read()
+    reused_from = f"{source.parent.name}/{source.name}"
+    write(path, header({**identity, "commit": made["commit"], "summary": made["summary"], "reused_from": reused_from}) + rest)
+
+
 def read(path):
     """(identity, {tag: (steps, values)}) of one result file."""
     with gzip.open(path, "rt") as f:
-        identity = json.loads(f.readline()[2:])
-        rows = list(csv.DictReader(f))
+        identity, rows = json.loads(f.readline()[2:]), list(csv.DictReader(f))
     series = {}
     for row in rows:
         steps, values = series.setdefault(row["tag"], ([], []))

@@ -17,7 +17,6 @@ requirements, not a shared file system.
 """
 
 import functools
-import gzip
 import importlib.util
 import json
 import os
@@ -36,7 +35,7 @@ import tyro
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # the scripts' envs/
 from experiments import EXPERIMENTS  # noqa: E402
-from result_file import read_identity, result_path, write  # noqa: E402
+from result_file import read_identity, result_path, write, write_copy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,7 +178,7 @@ def made_elsewhere(todo, results_dir, name, exp):
                 i = read_identity(path)
                 if (i["script"], i["env_id"], i["seed"], i["total_timesteps"]) in wanted:
                     made.setdefault(run_key(i), path)
-    return {path: made[run_key(i)] for i, path in todo if run_key(i) in made}
+    return {path: made[key] for i, path in todo if (key := run_key(i)) in made}
 
 
 def stale(runs):
@@ -188,16 +187,6 @@ def stale(runs):
         if path.exists() and (made := read_identity(path).get("args")) and made != identity["args"]:
             changed = ", ".join(f"{k}={made.get(k)} (now {v})" for k, v in identity["args"].items() if made.get(k) != v)
             yield f"{path} was made with {changed}"
-
-
-def copy_run(identity, source, path, results_dir):
-    """Write another experiment's run of the same command as this experiment's: its series and summary, the
-    commit it ran at, this experiment's names."""
-    with gzip.open(source, "rt") as f:
-        made, rest = json.loads(f.readline()[2:]), f.read()
-    keep = {key: made[key] for key in ("commit", "summary")}
-    reused_from = source.relative_to(results_dir).as_posix()
-    write(path, "# " + json.dumps({**identity, **keep, "reused_from": reused_from}, sort_keys=True) + "\n" + rest)
 
 
 def check(args):
@@ -290,7 +279,7 @@ if __name__ == "__main__":
         sys.exit(0)
     for identity, path in todo:
         if path in elsewhere:
-            copy_run(identity, elsewhere[path], path, args.results_dir)
+            write_copy(elsewhere[path], path, identity)
     todo = [(identity, path) for identity, path in todo if path not in elsewhere]
     if not todo:
         sys.exit(0)

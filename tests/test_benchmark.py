@@ -194,6 +194,7 @@ def test_report_verdicts_on_known_effects(tmp_path):
     assert low <= 50 <= high and value > 40  # (50k - 25k) / 50k of the env steps saved
     sac = next(line for line in readme.read_text().splitlines() if line.startswith("| Recall improves SAC"))
     assert "Hopper-v4: reproduced, +" in sac and "Walker2d-v4: not reproduced, -" in sac and "HalfCheetah-v4: pending" in sac
+    assert "| `python benchmark/run.py fig7_sac`, 100,000 env steps |" in sac and "(20 vs 20)" in sac
     assert "old" not in readme.read_text() and readme.read_text().endswith("<!-- verdicts:end -->\nrest\n")
     assert (tmp_path / "docs" / "figures" / "reproduction.png").stat().st_size > 0
     assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
