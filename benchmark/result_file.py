@@ -76,17 +76,22 @@ def header(identity):
     return "# " + json.dumps(identity, sort_keys=True) + "\n"
 
 
+def read_header(f):
+    """The identity on the first line of an open result file, as `header` wrote it."""
+    return json.loads(f.readline()[2:])
+
+
 def read_identity(path):
     """The identity and summary of one result file, its first line."""
     with gzip.open(path, "rt") as f:
-        return json.loads(f.readline()[2:])
+        return read_header(f)
 
 
 def write_copy(source, path, identity):
     """Write the series of the result file `source` under another identity (the run of another experiment), keeping
     the commit it ran at and its summary, and saying where it came from."""
     with gzip.open(source, "rt") as f:
-        made, rest = json.loads(f.readline()[2:]), f.read()
+        made, rest = read_header(f), f.read()
     reused_from = f"{source.parent.name}/{source.name}"
     write(path, header({**identity, "commit": made["commit"], "summary": made["summary"], "reused_from": reused_from}) + rest)
 
@@ -94,7 +99,7 @@ def write_copy(source, path, identity):
 def read(path):
     """(identity, {tag: (steps, values)}) of one result file."""
     with gzip.open(path, "rt") as f:
-        identity, rows = json.loads(f.readline()[2:]), list(csv.DictReader(f))
+        identity, rows = read_header(f), list(csv.DictReader(f))
     series = {}
     for row in rows:
         steps, values = series.setdefault(row["tag"], ([], []))
