@@ -268,7 +268,8 @@ OUR_BASELINES = (("sac_baseline", "qlr3e-4"), ("sac_baseline", "qlr1e-3"), ("fig
 
 
 def baselines(results_dir):
-    head = ["ours", "env", "seeds", "env steps", "final eval, mean-action policy [95% CI]", "final training return"]
+    head = ["ours", "env", "seeds", "env steps", "final eval, mean-action policy [95% CI]", "final training return",
+            "final eval, worst and best seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
     for name, setting in OUR_BASELINES:
         exp = EXPERIMENTS[name]
@@ -277,12 +278,13 @@ def baselines(results_dir):
             runs = runs_by_env.get(env_id, {}).get(setting, [])
             label = f"[{name}](figures/{name}.md) `{setting}`" if runs_by_env else f"{name} `{setting}`"
             if not runs:
-                lines.append(f"| {label} | {env_id} | 0 | {exp.steps(env_id):,} | not run yet | |")
+                lines.append(f"| {label} | {env_id} | 0 | {exp.steps(env_id):,} | not run yet | | |")
                 continue
             final = np.array([i["summary"]["final"] for i, _ in runs])
             train = np.array([i["summary"]["final_train_return"] for i, _ in runs])
             cells = [str(len(runs)), f"{exp.steps(env_id):,}", fmt(final.mean(), *bootstrap_ci(np.mean, final))]
-            lines.append("| " + " | ".join([label, env_id, *cells, fmt(train.mean(), *bootstrap_ci(np.mean, train))]) + " |")
+            cells += [fmt(train.mean(), *bootstrap_ci(np.mean, train)), f"{final.min():,.0f}, {final.max():,.0f}"]
+            lines.append("| " + " | ".join([label, env_id, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
