@@ -1,6 +1,7 @@
 """The docs: every relative link and image in README.md and docs/ points to a file that exists."""
 
 import re
+import sys
 
 import pytest
 
@@ -33,3 +34,11 @@ def test_every_script_has_its_page_with_the_same_sections():
         page = (ROOT / "docs" / f"{script.stem}.md").read_text()
         assert [s for s in sections if s in page] == sections, script.name
         assert [page.index(s) for s in sections] == sorted(page.index(s) for s in sections), script.name
+
+
+def test_every_experiment_has_its_row_in_the_benchmark_page():
+    sys.path.insert(0, str(ROOT / "benchmark"))
+    from experiments import EXPERIMENTS
+
+    rows = re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "benchmark.md").read_text(), flags=re.M)
+    assert sorted(rows) == sorted(EXPERIMENTS), "docs/benchmark.md's table and benchmark/experiments.py differ"
