@@ -124,6 +124,36 @@ def table(exp, runs_by_env):
     return "\n".join(lines) + "\n"
 
 
+def fmt_small(value, low, high):
+    """Two significant digits (a KL of 0.002 is not 0.00), the interval when there is one."""
+    return f"{value:.2g}" + (f" [{low:.2g}, {high:.2g}]" if np.isfinite(low) else "")
+
+
+# whether recall acts: the share of trace states the trace guard moved, and how far the imitation (or imagined)
+# step moved the policy (its KL; with TRPO, over TRPO's own step's KL)
+DIAGNOSTICS = ("recall/trace_clamped_frac", "recall/imitation_kl", "recall/imitation_kl_ratio", "recall/imagined_kl_ratio")
+
+
+def diagnostics(exp, runs_by_env):
+    """Each recall diagnostic the runs logged: its mean over the second half of a run, then over the seeds."""
+    runs = [(env_id, setting, rs) for env_id, settings in runs_by_env.items() for setting, rs in settings.items()]
+    tags = [t for t in DIAGNOSTICS if any(t in series for _, _, rs in runs for _, series in rs)]
+    if not tags:
+        return ""
+    lines = ["| env | setting | " + " | ".join(f"`{t}`" for t in tags) + " |", "|" + "-|" * (len(tags) + 2)]
+    for env_id, setting, rs in runs:
+        if not any(t in series for t in tags for _, series in rs):
+            continue
+        cells = []
+        for tag in tags:
+            steps_values = [series[tag] for _, series in rs if tag in series]
+            halves = np.array([v[s > s[-1] / 2].mean() for s, v in steps_values])
+            cells.append(fmt_small(halves.mean(), *bootstrap_ci(np.mean, halves)) if len(halves) else "-")
+        lines.append(f"| {env_id} | {exp.settings[setting].label} | " + " | ".join(cells) + " |")
+    intro = "\nRecall diagnostics, each run's mean over its second half, then the mean over seeds [95% CI]:\n\n"
+    return intro + "\n".join(lines) + "\n"
+
+
 def figure(exp, runs_by_env, path):
     import matplotlib
 
@@ -160,7 +190,7 @@ def make(experiment, results_dir, out_dir):
     if not runs_by_env:
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    md = f"# {experiment}\n\n![{experiment}]({experiment}.png)\n\n" + table(exp, runs_by_env)
+    md = f"# {experiment}\n\n![{experiment}]({experiment}.png)\n\n" + table(exp, runs_by_env) + diagnostics(exp, runs_by_env)
     (out_dir / f"{experiment}.md").write_text(md)
     figure(exp, runs_by_env, out_dir / f"{experiment}.png")
     return md

@@ -270,8 +270,15 @@ OUR_BASELINES = (("sac_baseline", "qlr3e-4"), ("sac_baseline", "qlr1e-3"), ("fig
 
 
 def baselines(results_dir):
-    head = ["ours", "env", "seeds", "env steps", "final eval, mean-action policy [95% CI]", "final training return",
-            "final eval, worst and best seed"]
+    head = [
+        "ours",
+        "env",
+        "seeds",
+        "env steps",
+        "final eval, mean-action policy [95% CI]",
+        "final training return",
+        "final eval, worst and best seed",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
     for name, setting in OUR_BASELINES:
         exp = EXPERIMENTS[name]

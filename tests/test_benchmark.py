@@ -12,7 +12,7 @@ import pytest
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
-from plot import bootstrap_ci, prob_greater  # noqa: E402
+from plot import bootstrap_ci, diagnostics, prob_greater  # noqa: E402
 from report import verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
 
@@ -117,6 +117,18 @@ def test_summary_counts_steps_to_the_threshold_after_enough_episodes():
     }
     assert summarise(series, "charts/success_rate", 0.9, threshold_episodes=3)["steps_to_threshold"] == 300
     assert summarise(series, "charts/success_rate", 0.99, threshold_episodes=3)["steps_to_threshold"] is None
+
+
+def test_recall_diagnostics_are_the_mean_of_each_runs_second_half():
+    """Two recall seeds whose guard share is 1.0 in the first half and 0.2 / 0.4 in the second: the table says 0.3;
+    the plain setting, which logs no diagnostic, has no row."""
+    from experiments import EXPERIMENTS
+
+    steps = np.array([100, 200, 300, 400])
+    recall = [({}, {"recall/trace_clamped_frac": (steps, np.array([1.0, 1.0, x, x]))}) for x in (0.2, 0.4)]
+    table = diagnostics(EXPERIMENTS["fig6_trpo"], {"Hopper-v4": {"trpo": [({}, {})], "recall": recall}})
+    rows = [line for line in table.splitlines() if line.startswith("| Hopper-v4")]
+    assert len(rows) == 1 and rows[0].split(" | ")[2].startswith("0.3 [0.2, 0.4]"), table
 
 
 def test_plot_intervals_cover_the_true_values(tmp_path):
