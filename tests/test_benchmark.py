@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import ROOT
 
@@ -233,3 +234,25 @@ def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_ga
     assert verdict(0.05, 0.30, 5) == "reproduced" and verdict(-0.30, 0.05, 10) == "not reproduced"
     assert verdict(-0.10, 0.30, 3) == "inconclusive at 3 seeds" == verdict(-0.10, 0.30, 3, no_gain=True)
     assert verdict(0.05, 0.30, 5, no_gain=True) == "not reproduced" and verdict(-0.3, 0.05, 10, no_gain=True) == "reproduced"
+
+
+@pytest.mark.parametrize("runaway", [False, True])
+def test_trace_drift_sees_a_model_that_runs_off(tmp_path, runaway, capsys):
+    """A backtracking model whose state net predicts no change and almost no noise keeps every trace at its target;
+    one that predicts a change of 4 standard deviations a step is held by the guard from the third step on."""
+    from trace_drift import Args, main
+
+    import trpo_recall_mujoco
+
+    bt_model = trpo_recall_mujoco.BacktrackingModel(3, 2)
+    with torch.no_grad():
+        last = bt_model.bt_state_net[-1]
+        last.weight.zero_(), last.bias.fill_(4.0 if runaway else 0.0), bt_model.bt_state_log_std.fill_(-10.0)
+    path = tmp_path / "trpo_recall_mujoco.pt"
+    run_args = {"exp_name": "trpo_recall_mujoco", "env_id": "Test-v0", "trace_len": 5}
+    torch.save({"bt_model": bt_model.state_dict(), "args": run_args}, path)
+    guarded = main(Args(path, num_traces=200)).float().mean(1)
+    expected = [0.0, 0.0, 1.0, 1.0, 1.0] if runaway else [0.0] * 5
+    # targets are within about 3 std of the mean: after 3 steps of 4 std each, every trace passes 10
+    assert guarded[[0, 2, 3, 4]].tolist() == pytest.approx([expected[i] for i in (0, 2, 3, 4)], abs=0.05)
+    assert "backward step" in capsys.readouterr().out
