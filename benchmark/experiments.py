@@ -122,6 +122,20 @@ EXPERIMENTS = {
         (1, 2, 3, 4, 5),
         1_000_000,
     ),
+    # App. F (shown there for the grid and SAC; the issue asks TRPO too): an untrained backtracking model on TRPO,
+    # where recall helps (Hopper); its trpo and recall runs are fig6_trpo's
+    "appf_random_model_trpo": Experiment(
+        TRPO,
+        ("Hopper-v4",),
+        {
+            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
+            "recall": Setting("TRPO + recall traces"),
+            "random": Setting("TRPO + recall, untrained model", ("--bt-model", "random")),
+        },
+        "trpo",
+        tuple(range(1, 11)),
+        1_000_000,
+    ),
     # App. B, Fig. 8: the length of the traces (TRPO)
     "fig8_trace_len": Experiment(
         TRPO,

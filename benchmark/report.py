@@ -90,6 +90,8 @@ CLAIMS = (
           "recall", versus="forward", differs="as above"),
     Claim("A learned backtracking model beats an untrained one (SAC)", "App. F, Fig. 15", "fig15_random_model_sac",
           "recall", versus="random", differs="the untrained model at Table 2's trace length (the paper: best of 1-10)"),
+    Claim("A learned backtracking model beats an untrained one (TRPO)", "App. F (shown for the grid and SAC)",
+          "appf_random_model_trpo", "recall", versus="random", differs=TRPO_DIFFERS),
     Claim("10 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit10",
           versus="imit5", differs=SAC_DIFFERS),
     Claim("20 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit20",
