@@ -146,6 +146,20 @@ EXPERIMENTS = {
         (1, 2, 3),
         1_000_000,
     ),
+    # not in the paper: shorter traces on HalfCheetah, where the backward model runs off after a few steps
+    # (docs/trpo_recall_mujoco.md, Results); its trpo and recall (20 steps, Table 1's) runs are fig6_trpo's
+    "halfcheetah_trace_len": Experiment(
+        TRPO,
+        ("HalfCheetah-v4",),
+        {
+            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
+            "recall": Setting("TRPO + recall traces of 20 (Table 1)"),
+            "len5": Setting("recall, traces of 5", ("--trace-len", "5")),
+        },
+        "trpo",
+        tuple(range(1, 11)),
+        1_000_000,
+    ),
     # paper 6.5, Fig. 7: SAC with and without recall traces (100k env steps)
     "fig7_sac": Experiment(
         SAC,
