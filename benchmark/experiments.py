@@ -54,6 +54,15 @@ class Experiment:
         return s.script or self.script, flags
 
 
+# each base algorithm alone and with recall traces (its defaults): the two settings most experiments start from
+TRPO_VS_RECALL = {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)), "recall": Setting("TRPO + recall traces")}
+SAC_VS_RECALL = {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",)), "recall": Setting("SAC + recall traces")}
+GOALGAN_VS_RECALL = {
+    "goalgan": Setting("Goal GAN (`--no-recall`)", ("--no-recall",)),
+    "recall": Setting("Goal GAN + recall traces"),
+}
+
+
 def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19")):
     seeds = tuple(range(1, 11))
     return Experiment(AC, env_ids, settings, baseline, seeds, FOURROOM_BUDGETS, "charts/success_rate", 0.9, 100, "--size")
@@ -104,7 +113,7 @@ EXPERIMENTS = {
     "fig6_trpo": Experiment(
         TRPO,
         ("Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "Ant-v4"),
-        {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)), "recall": Setting("TRPO + recall traces")},
+        TRPO_VS_RECALL,
         "trpo",
         tuple(range(1, 11)),
         1_000_000,
@@ -113,11 +122,7 @@ EXPERIMENTS = {
     "appg_forward_model": Experiment(
         TRPO,
         ("Ant-v4", "Humanoid-v4"),
-        {
-            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
-            "forward": Setting("TRPO + forward model (`--model forward`)", ("--model", "forward")),
-            "recall": Setting("TRPO + recall traces"),
-        },
+        TRPO_VS_RECALL | {"forward": Setting("TRPO + forward model (`--model forward`)", ("--model", "forward"))},
         "trpo",
         (1, 2, 3, 4, 5),
         1_000_000,
@@ -127,11 +132,7 @@ EXPERIMENTS = {
     "appf_random_model_trpo": Experiment(
         TRPO,
         ("Hopper-v4",),
-        {
-            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
-            "recall": Setting("TRPO + recall traces"),
-            "random": Setting("TRPO + recall, untrained model", ("--bt-model", "random")),
-        },
+        TRPO_VS_RECALL | {"random": Setting("TRPO + recall, untrained model", ("--bt-model", "random"))},
         "trpo",
         tuple(range(1, 11)),
         1_000_000,
@@ -140,7 +141,7 @@ EXPERIMENTS = {
     "fig8_trace_len": Experiment(
         TRPO,
         ("Ant-v4", "Hopper-v4"),
-        {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",))}
+        {"trpo": TRPO_VS_RECALL["trpo"]}
         | {f"len{n}": Setting(f"recall, traces of {n}", ("--trace-len", str(n))) for n in (1, 5, 10, 20, 50)},
         "trpo",
         (1, 2, 3),
@@ -151,11 +152,7 @@ EXPERIMENTS = {
     "halfcheetah_trace_len": Experiment(
         TRPO,
         ("HalfCheetah-v4",),
-        {
-            "trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)),
-            "recall": Setting("TRPO + recall traces of 20 (Table 1)"),
-            "len5": Setting("recall, traces of 5", ("--trace-len", "5")),
-        },
+        TRPO_VS_RECALL | {"len5": Setting("recall, traces of 5 (Table 1: 20)", ("--trace-len", "5"))},
         "trpo",
         tuple(range(1, 11)),
         1_000_000,
@@ -164,7 +161,7 @@ EXPERIMENTS = {
     "fig7_sac": Experiment(
         SAC,
         ("Hopper-v4", "Walker2d-v4", "Ant-v4", "HalfCheetah-v4"),
-        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",)), "recall": Setting("SAC + recall traces")},
+        SAC_VS_RECALL,
         "sac",
         (1, 2, 3, 4, 5),
         100_000,
@@ -185,7 +182,7 @@ EXPERIMENTS = {
     "sac_imitation_coef": Experiment(
         SAC,
         ("Hopper-v4", "Walker2d-v4"),
-        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",))}
+        {"sac": SAC_VS_RECALL["sac"]}
         | {f"coef{c}": Setting(f"recall, imitation weight {c}", ("--imitation-coef", c)) for c in ("0.03", "0.1", "0.3")},
         "sac",
         (1, 2, 3),
@@ -195,11 +192,7 @@ EXPERIMENTS = {
     "fig15_random_model_sac": Experiment(
         SAC,
         ("Walker2d-v4", "Ant-v4"),
-        {
-            "sac": Setting("SAC (`--no-recall`)", ("--no-recall",)),
-            "recall": Setting("SAC + recall traces"),
-            "random": Setting("SAC + recall, untrained model", ("--bt-model", "random")),
-        },
+        SAC_VS_RECALL | {"random": Setting("SAC + recall, untrained model", ("--bt-model", "random"))},
         "sac",
         (1, 2, 3),
         100_000,
@@ -208,7 +201,7 @@ EXPERIMENTS = {
     "fig19_sac_ratio": Experiment(
         SAC,
         ("Hopper-v4", "Walker2d-v4"),
-        {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",))}
+        {"sac": SAC_VS_RECALL["sac"]}
         | {
             f"imit{n}": Setting(
                 f"recall, {n} imitation steps per 5 SAC, traces of {len_}",
@@ -224,7 +217,7 @@ EXPERIMENTS = {
     "fig11_goalgan_point": Experiment(
         GOALGAN,
         ("PointUMaze-v0",),
-        {"goalgan": Setting("Goal GAN (`--no-recall`)", ("--no-recall",)), "recall": Setting("Goal GAN + recall traces")},
+        GOALGAN_VS_RECALL,
         "goalgan",
         tuple(range(1, 11)),
         1_500_000,
@@ -236,7 +229,7 @@ EXPERIMENTS = {
     "fig5_goalgan_ant": Experiment(
         GOALGAN,
         ("AntUMaze-v0",),
-        {"goalgan": Setting("Goal GAN (`--no-recall`)", ("--no-recall",)), "recall": Setting("Goal GAN + recall traces")},
+        GOALGAN_VS_RECALL,
         "goalgan",
         tuple(range(1, 11)),
         90_000_000,
