@@ -251,8 +251,9 @@ def test_trace_drift_sees_a_model_that_runs_off(tmp_path, runaway, capsys):
     path = tmp_path / "trpo_recall_mujoco.pt"
     run_args = {"exp_name": "trpo_recall_mujoco", "env_id": "Test-v0", "trace_len": 5}
     torch.save({"bt_model": bt_model.state_dict(), "args": run_args}, path)
-    guarded = main(Args(path, num_traces=200)).float().mean(1)
-    expected = [0.0, 0.0, 1.0, 1.0, 1.0] if runaway else [0.0] * 5
-    # targets are within about 3 std of the mean: after 3 steps of 4 std each, every trace passes 10
-    assert guarded[[0, 2, 3, 4]].tolist() == pytest.approx([expected[i] for i in (0, 2, 3, 4)], abs=0.05)
+    guarded = main(Args(path, num_traces=200)).float().mean(1)  # the share of traces held, by backward step
+    if runaway:  # targets lie within about 3 std of the mean: after 3 steps of 4 std, nearly every trace passes 10
+        assert guarded[0] == 0 and guarded[2:].min() >= 0.95, guarded
+    else:
+        assert guarded.max() == 0, guarded
     assert "backward step" in capsys.readouterr().out
