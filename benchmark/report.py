@@ -14,6 +14,7 @@ only understate a gap that ends beyond the budget).
 """
 
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,6 +321,30 @@ def qlr_rule(results_dir, seeds=5):
     return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
 
 
+def imitation_rule(results_dir, seeds=3, margin=0.1):
+    """The rule that sets --imitation-coef's default (see the template), evaluated on sac_imitation_coef's files."""
+    exp, lines, ratios = EXPERIMENTS["sac_imitation_coef"], [], defaultdict(list)
+    weights = [s for s in exp.settings if s != exp.baseline]
+    runs_by_env = load(results_dir, "sac_imitation_coef")
+    for env_id in exp.env_ids:
+        final = {s: [i["summary"]["final"] for i, _ in runs_by_env.get(env_id, {}).get(s, [])] for s in exp.settings}
+        if min(map(len, final.values())) < seeds:
+            counts = ", ".join(f"{s} {len(v)}" for s, v in final.items())
+            lines.append(f"- {env_id}: seeds so far {counts}; the rule waits for {seeds} of each")
+            continue
+        sac = np.mean(final[exp.baseline])
+        for s in weights:
+            ratios[s].append(np.mean(final[s]) / sac)
+        lines.append(f"- {env_id}, {seeds} seeds: mean final eval as a share of plain SAC's ({sac:,.0f}): "
+                     + ", ".join(f"{s.removeprefix('coef')} {ratios[s][-1]:.2f}" for s in weights))  # fmt: skip
+    outcome = "pending"
+    if all(len(r) == len(exp.env_ids) for r in ratios.values()) and ratios:
+        mean = {s: np.mean(r) for s, r in ratios.items()}
+        best = max(mean, key=mean.get)
+        outcome = best.removeprefix("coef") if mean[best] > mean["coef0.1"] + margin else "0.1"
+    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
+
+
 def budget_text(exp):
     return f"{exp.budget:,}" if isinstance(exp.budget, int) else ", ".join(f"{e}: {exp.steps(e):,}" for e in exp.env_ids)
 
@@ -348,6 +373,7 @@ if __name__ == "__main__":
     text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
     text = text.replace("{{QLR_RULE}}", qlr_rule(args.results_dir))
+    text = text.replace("{{IMITATION_RULE}}", imitation_rule(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

@@ -230,6 +230,22 @@ def test_the_rule_for_the_default_critic_rate(tmp_path):
     assert "Hopper-v4: 4 and 5 seeds so far" in qlr_rule(tmp_path) and "**pending**" in qlr_rule(tmp_path)
 
 
+def test_the_rule_for_the_default_imitation_weight(tmp_path):
+    """The weight with the best share of plain SAC's final eval, averaged over both envs, becomes the default when it
+    beats 0.1's share by more than a tenth; a smaller lead keeps 0.1; a missing seed leaves it pending."""
+    from report import imitation_rule
+
+    for env_id, sac in (("Hopper-v4", 100.0), ("Walker2d-v4", 200.0)):
+        write_runs(tmp_path, "sac_imitation_coef", env_id, "sac", [sac] * 3)
+        for weight, share in (("0.03", 0.9), ("0.1", 0.7), ("0.3", 0.5)):
+            write_runs(tmp_path, "sac_imitation_coef", env_id, f"coef{weight}", [share * sac] * 3)
+    assert "Walker2d-v4, 3 seeds" in imitation_rule(tmp_path) and "the default is **0.03**" in imitation_rule(tmp_path)
+    write_runs(tmp_path, "sac_imitation_coef", "Hopper-v4", "coef0.03", [60.0] * 3)  # mean share 0.75 against 0.7
+    assert "the default is **0.1**" in imitation_rule(tmp_path)
+    (tmp_path / "sac_imitation_coef" / "Walker2d-v4__coef0.3__3.csv.gz").unlink()
+    assert "coef0.3 2; the rule waits for 3" in imitation_rule(tmp_path) and "**pending**" in imitation_rule(tmp_path)
+
+
 def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_gain():
     assert verdict(0.05, 0.30, 5) == "reproduced" and verdict(-0.30, 0.05, 10) == "not reproduced"
     assert verdict(-0.10, 0.30, 3) == "inconclusive at 3 seeds" == verdict(-0.10, 0.30, 3, no_gain=True)
