@@ -338,7 +338,7 @@ def imitation_rule(results_dir, seeds=3, margin=0.1):
         lines.append(f"- {env_id}, {seeds} seeds: mean final eval as a share of plain SAC's ({sac:,.0f}): "
                      + ", ".join(f"{s.removeprefix('coef')} {ratios[s][-1]:.2f}" for s in weights))  # fmt: skip
     outcome = "pending"
-    if all(len(r) == len(exp.env_ids) for r in ratios.values()) and ratios:
+    if ratios and all(len(r) == len(exp.env_ids) for r in ratios.values()):
         mean = {s: np.mean(r) for s, r in ratios.items()}
         best = max(mean, key=mean.get)
         outcome = best.removeprefix("coef") if mean[best] > mean["coef0.1"] + margin else "0.1"
