@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -160,11 +160,22 @@ def arguments(script, flags):
     return json.loads(json.dumps(vars(tyro.cli(args_class(script), args=list(flags))), default=str))
 
 
+SWITCHES = ("recall", "per")  # a script's switch of its method: the Args fields declared after it belong to it
+
+
+def acting(script, args):
+    """The arguments that act: with a method's switch off (--no-recall, --no-per), the fields its Args declares after
+    the switch are dropped, so that a plain run does not go stale when a default of the method changes."""
+    names = [field.name for field in fields(args_class(script))]
+    off = [names.index(s) for s in SWITCHES if args.get(s) is False]
+    return {k: v for k, v in args.items() if not off or k not in names[min(off) + 1 :]}
+
+
 def run_key(identity):
-    """Two runs are the same when their script and arguments are: a flag given at its default value is the flag left
-    out. A file from before `args` was recorded is read with today's defaults."""
+    """Two runs are the same when their script and acting arguments are: a flag given at its default value is the
+    flag left out. A file from before `args` was recorded is read with today's defaults."""
     args = identity.get("args") or arguments(identity["script"], identity["flags"])
-    return identity["script"], json.dumps(args, sort_keys=True)
+    return identity["script"], json.dumps(acting(identity["script"], args), sort_keys=True)
 
 
 def made_elsewhere(todo, results_dir, name, exp):
@@ -184,8 +195,9 @@ def made_elsewhere(todo, results_dir, name, exp):
 def stale(runs):
     """The done runs whose file records other arguments than their flags give today (a default changed since)."""
     for identity, path in runs:
-        if path.exists() and (made := read_identity(path).get("args")) and made != identity["args"]:
-            changed = ", ".join(f"{k}={made.get(k)} (now {v})" for k, v in identity["args"].items() if made.get(k) != v)
+        now = acting(identity["script"], identity["args"])
+        if path.exists() and (made := read_identity(path).get("args")) and acting(identity["script"], made) != now:
+            changed = ", ".join(f"{k}={made.get(k)} (now {v})" for k, v in now.items() if made.get(k) != v)
             yield f"{path} was made with {changed}"
 
 

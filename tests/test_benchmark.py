@@ -79,6 +79,24 @@ def test_a_flag_at_its_default_value_is_the_same_run_and_a_changed_default_is_st
     assert not list(stale([(identity, path)]))
 
 
+def test_a_method_default_changed_since_leaves_its_plain_runs_alone(tmp_path):
+    """With --no-recall (--no-per) the method's own arguments do not act: a plain run made at another imitation weight
+    is the same run and not stale; the recall run made at it is stale."""
+    from run import arguments, run_key, stale
+
+    for script, switch, method_arg in (
+        ("ac_recall_fourroom.py", "recall", "imitation_coef"),
+        ("per_fourroom.py", "per", "per_beta"),
+    ):
+        for on in (True, False):
+            flags = ["--size", "7", *([] if on else [f"--no-{switch}"])]
+            identity, path = {"script": script, "flags": flags, "args": arguments(script, flags)}, tmp_path / f"{on}.csv.gz"
+            made = {**identity["args"], method_arg: identity["args"][method_arg] / 2}
+            write(path, "# " + json.dumps({"args": made}) + "\n")
+            assert bool(list(stale([(identity, path)]))) == on, (script, on)
+            assert (run_key(identity) == run_key({**identity, "args": made})) == (not on), (script, on)
+
+
 def test_ray_runs_the_same_runs(tmp_path):
     """One Ray task per run on a local Ray of 2 CPUs: the same numbers as the local pool (the runs are deterministic)."""
     flags = ["--settings", "true-learned", "--seeds", "1", "--results-dir"]
