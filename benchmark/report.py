@@ -8,7 +8,8 @@ its 95% bootstrap interval, the same effect relative to the comparison's mean, P
 interval, and a verdict from the relative interval:
 - reproduced: the whole interval is above 0 (the setting does better);
 - not reproduced: the whole interval is below +10% (an improvement of 10% or more is ruled out, whichever the sign);
-- inconclusive at n seeds: anything else (too few seeds to tell).
+- inconclusive at n seeds: anything else (too few seeds to tell), and any row with fewer than MIN_SEEDS seeds a side,
+  whatever its interval: a percentile bootstrap of 2 seeds has 3 possible means a side and an interval far too narrow.
 A run that never reaches a threshold counts as its whole budget (so differences of steps are censored: they can
 only understate a gap that ends beyond the budget).
 """
@@ -28,6 +29,8 @@ from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # n
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
 """the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
 MARGIN = 0.10
+MIN_SEEDS = 3
+"""fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
 """the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 
 
@@ -138,8 +141,9 @@ def relative(x, y):
 
 
 def verdict(low, high, n, no_gain=False):
-    """From the relative effect's interval; for a claim of no gain the two conclusive verdicts swap."""
-    if not np.isfinite(low):
+    """From the relative effect's interval and n, the fewer seeds of the two sides; for a claim of no gain the two
+    conclusive verdicts swap."""
+    if not np.isfinite(low) or n < MIN_SEEDS:
         return f"inconclusive at {n} seeds"
     if low > 0:
         return "not reproduced" if no_gain else "reproduced"
