@@ -29,9 +29,9 @@ from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # n
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
 """the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
 MARGIN = 0.10
+"""the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 MIN_SEEDS = 3
 """fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
-"""the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 
 
 @dataclass(frozen=True)
