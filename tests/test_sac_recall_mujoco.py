@@ -301,21 +301,22 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 20 steps: Table 2'
 
 def test_same_seed_same_numbers(tmp_path):
     tags = ["charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"]
-    # the second run evaluates the policy on the way, which must change nothing else
-    assert_same_seed_same_numbers(
-        SCRIPT, tmp_path, [*SMOKE, "--recall", "--eval-every", "0"], tags[:-1], ["--eval-every", "500"]
-    )
+    # 400 updates with recall; the second run evaluates the policy on the way, which must change nothing else
+    flags = [*SMOKE[:2], "--total-timesteps", "900", *SMOKE[4:], "--recall", "--eval-every", "0", "--log-every", "100"]
+    assert_same_seed_same_numbers(SCRIPT, tmp_path, flags, tags[:-1], ["--eval-every", "500"])
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
 def test_learns_to_swing_up_the_pendulum(tmp_path, recall):
-    """A small Box task (Pendulum-v1: a random policy scores about -1200 an episode of 200 steps): 6000 steps, seed 1."""
-    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "6000", "--learning-starts", "1000", "--seed", "1"]
-    result = run_script(tmp_path, *flags, "--bt-sample-size", "2000", "--eval-episodes", "5", recall)
+    """A small Box task (Pendulum-v1: a random policy scores about -1200 an episode of 200 steps): 5000 steps,
+    minibatches of 128, seed 1. Both arms had an eval of about -150 and a mean of about -130 over their last 5
+    episodes when this test was written; they are still near -1000 at step 3000."""
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "5000", "--learning-starts", "1000", "--seed", "1"]
+    result = run_script(tmp_path, *flags, "--batch-size", "128", "--bt-sample-size", "2000", "--eval-episodes", "5", recall)
     assert result.returncode == 0, result.stderr
     logged = scalars(tmp_path)[2]
     assert logged["eval/episodic_return"][-1] >= -400
-    assert np.mean(logged["charts/episodic_return"][-10:]) >= -400
+    assert np.mean(logged["charts/episodic_return"][-5:]) >= -400
 
 
 def test_compile_gives_the_losses_of_eager(tmp_path):
