@@ -283,8 +283,8 @@ def test_same_seed_same_numbers(tmp_path):
 
 def test_goal_gan_widens_the_coverage(tmp_path):
     """Seed 1, plain Goal GAN with its defaults, three iterations (about 110k steps): the noisy initial policy reaches
-    a tenth of the grid goals, the trained one at least 0.3 (0.39 when this test was written, 0.32 on 2026-11-29 with
-    the scripts of that day: a thin margin)."""
+    a tenth of the grid goals, the trained one at least 0.3 (0.39 when this test was written, 0.32 on 2026-11-29:
+    a thin margin)."""
     result = run_goalgan(tmp_path, "--total-timesteps", "100000", "--seed", "1", "--no-recall")
     assert result.returncode == 0, result.stderr
     logged = scalars(tmp_path)[2]
