@@ -148,11 +148,15 @@ def plan(args, exp):
 
 
 @functools.cache
-def args_class(script):
+def script_module(script):
     spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.Args
+    return module
+
+
+def args_class(script):
+    return script_module(script).Args
 
 
 def arguments(script, flags):
@@ -173,9 +177,12 @@ def acting(script, args):
 
 def run_key(identity):
     """Two runs are the same when their script and acting arguments are: a flag given at its default value is the
-    flag left out. A file from before `args` was recorded is read with today's defaults."""
-    args = identity.get("args") or arguments(identity["script"], identity["flags"])
-    return identity["script"], json.dumps(acting(identity["script"], args), sort_keys=True)
+    flag left out, and so is --trace-len at the env's length that the script fills in for None (its
+    default_trace_len). A file from before `args` was recorded is read with today's defaults."""
+    script, args = identity["script"], identity.get("args") or arguments(identity["script"], identity["flags"])
+    if args.get("trace_len", 0) is None and hasattr(script_module(script), "default_trace_len"):
+        args = args | {"trace_len": script_module(script).default_trace_len(args["env_id"])}
+    return script, json.dumps(acting(script, args), sort_keys=True)
 
 
 def made_elsewhere(todo, results_dir, name, exp):

@@ -79,6 +79,17 @@ def test_a_flag_at_its_default_value_is_the_same_run_and_a_changed_default_is_st
     assert not list(stale([(identity, path)]))
 
 
+def test_a_trace_len_at_the_envs_length_is_the_same_run():
+    """--trace-len left out is the env's length from the script's own table (TRPO: Table 1, SAC: Table 2)."""
+    from run import run_key
+
+    base = ["--env-id", "Hopper-v4", "--seed", "1"]
+    for script, table, other in (("trpo_recall_mujoco.py", "10", "20"), ("sac_recall_mujoco.py", "20", "10")):
+        key = run_key({"script": script, "flags": base})
+        assert key == run_key({"script": script, "flags": [*base, "--trace-len", table]}), script
+        assert key != run_key({"script": script, "flags": [*base, "--trace-len", other]}), script
+
+
 def test_a_method_default_changed_since_leaves_its_plain_runs_alone(tmp_path):
     """With --no-recall (--no-per) the method's own arguments do not act: a plain run made at another imitation weight
     is the same run and not stale; the recall run made at it is stale."""
