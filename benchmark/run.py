@@ -179,9 +179,10 @@ def run_key(identity):
     """Two runs are the same when their script and acting arguments are: a flag given at its default value is the
     flag left out, and so is --trace-len at the env's length that the script fills in for None (its
     default_trace_len). A file from before `args` was recorded is read with today's defaults."""
-    script, args = identity["script"], identity.get("args") or arguments(identity["script"], identity["flags"])
-    if args.get("trace_len", 0) is None and hasattr(script_module(script), "default_trace_len"):
-        args = args | {"trace_len": script_module(script).default_trace_len(args["env_id"])}
+    script = identity["script"]
+    args, module = identity.get("args") or arguments(script, identity["flags"]), script_module(script)
+    if "trace_len" in args and args["trace_len"] is None and hasattr(module, "default_trace_len"):
+        args = args | {"trace_len": module.default_trace_len(args["env_id"])}
     return script, json.dumps(acting(script, args), sort_keys=True)
 
 
