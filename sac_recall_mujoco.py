@@ -613,13 +613,16 @@ if __name__ == "__main__":
                         held = bt_model.nll(bt_data["heldout_obs"], bt_data["heldout_actions"], bt_data["heldout_next_obs"])
                     writer.add_scalar("recall/refresh_heldout_bt_state_nll", held["bt_state_nll"].item(), global_step)
 
-            for _ in range(args.num_envs):  # one gradient step per env step
+            for i in range(args.num_envs):  # one gradient step per env step
                 # Algorithm 1, lines 6-7: the SAC update
                 b_obs, b_actions, b_rewards, b_next_obs, b_terms = rb.sample(args.batch_size, rng, device)
                 alpha, losses = sac_update(b_obs, b_actions, b_rewards, b_next_obs, b_terms, alpha)
                 sac_updates += 1
 
-                if args.recall and sac_updates % args.recall_every == 0:
+                # no recall phase after the last SAC update: nothing would follow it, and the final eval would see
+                # the policy straight after imitation, where every interim eval sees it a few SAC updates later
+                last_update = global_step >= args.total_timesteps and i == args.num_envs - 1
+                if args.recall and sac_updates % args.recall_every == 0 and not last_update:
                     # Algorithm 1, lines 9-13: backtracking model, recall traces, imitation
                     recall_stats, _ = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, b_obs, args)
 
