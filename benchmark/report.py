@@ -14,6 +14,7 @@ A run that never reaches a threshold counts as its whole budget (so differences 
 only understate a gap that ends beyond the budget).
 """
 
+import csv
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS  # noqa: E402
 from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # noqa: E402
+from result_file import read, result_path  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
 """the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
@@ -32,6 +34,9 @@ MARGIN = 0.10
 """the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 MIN_SEEDS = 3
 """fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
+BEFORE_FIX = "sac_recall_evals_before_f8ab44f.csv"
+"""in the results directory: the eval at 95k env steps and the final eval of each SAC + recall result file removed
+at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
 
 
 @dataclass(frozen=True)
@@ -354,6 +359,40 @@ def imitation_rule(results_dir, seeds=3, margin=0.1):
     return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
 
 
+def eval_phase(results_dir):
+    """Each SAC + recall run rerun since f8ab44f beside the removed file of the same run (see the template): the
+    eval at 95k env steps, the same policy in both, and the final eval, straight after a recall phase before the fix
+    and 5 SAC updates after one now."""
+    if not (results_dir / BEFORE_FIX).exists():
+        return f"No {BEFORE_FIX} in the results directory.\n"
+    with open(results_dir / BEFORE_FIX) as f:
+        before = {(r["experiment"], r["env_id"], r["setting"], int(r["seed"])): r for r in csv.DictReader(f)}
+    groups = defaultdict(list)
+    for (name, env_id, setting, seed), old in before.items():
+        path = result_path(results_dir, name, env_id, setting, seed)
+        if not path.exists():
+            continue
+        identity, series = read(path)
+        if "reused_from" in identity:  # a copy: its run is counted where it was made
+            continue
+        steps, values = series["eval/episodic_return"]
+        same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
+        groups[(name, env_id, setting)].append((same, float(old["final"]), identity["summary"]["final"]))
+    if not groups:
+        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
+    lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
+             "(mean) | now minus before, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
+    for (name, env_id, setting), runs in sorted(groups.items()):
+        same, old, new = (np.array(column) for column in zip(*runs, strict=True))
+        gain = new - old
+        lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
+                     f"| {new.mean():,.0f} | {gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}] |")  # fmt: skip
+    gains = np.array([new - old for runs in groups.values() for _, old, new in runs])
+    mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains))
+    total = f"Over the {len(gains)} reruns so far, the final eval now minus before: {mean} on average"
+    return "\n".join(lines) + f"\n\n{total}, positive in {int((gains > 0).sum())} of them.\n"
+
+
 def budget_text(exp):
     return f"{exp.budget:,}" if isinstance(exp.budget, int) else ", ".join(f"{e}: {exp.steps(e):,}" for e in exp.env_ids)
 
@@ -383,6 +422,7 @@ if __name__ == "__main__":
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
     text = text.replace("{{QLR_RULE}}", qlr_rule(args.results_dir))
     text = text.replace("{{IMITATION_RULE}}", imitation_rule(args.results_dir))
+    text = text.replace("{{EVAL_PHASE}}", eval_phase(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

@@ -83,7 +83,7 @@ def assert_mujoco_smoke(script, cwd, flags, recall, shared_tags, recall_tags, tr
 
 def assert_same_seed_same_numbers(script, cwd, flags, tags, second_flags=()):
     """Two runs with the same flags, seed included, log exactly the same values of `tags`; the second run adds
-    `second_flags`, which must not change them (periodic evaluation, say)."""
+    `second_flags`, which must not change them (periodic evaluation, say). Returns the first run's scalars."""
     runs = []
     for name, extra in (("a", ()), ("b", second_flags)):
         (cwd / name).mkdir()
@@ -91,6 +91,7 @@ def assert_same_seed_same_numbers(script, cwd, flags, tags, second_flags=()):
         runs.append(scalars(cwd / name)[2])
     for tag in tags:
         assert runs[0][tag] == runs[1][tag], tag
+    return runs[0]
 
 
 def assert_trace_guard_holds(model, generate):

@@ -244,6 +244,27 @@ def test_report_verdicts_on_known_effects(tmp_path):
     ).exists()
 
 
+def test_reruns_beside_the_removed_files(tmp_path):
+    """eval_phase pairs each rerun with the removed file of the same run: 'as before' only where the 95k evals match,
+    a copy (reused_from) counted where it was made, a run not rerun left out."""
+    from report import BEFORE_FIX, eval_phase
+
+    assert f"No {BEFORE_FIX}" in eval_phase(tmp_path)
+    before = ["experiment,env_id,setting,seed,eval_95k,final", "fig7_sac,Hopper-v4,recall,1,950.0,400.0"]
+    before += ["fig7_sac,Hopper-v4,recall,2,1850.0,2100.0", "fig7_sac,Hopper-v4,recall,3,1.0,1.0"]
+    before += ["fig19_sac_ratio,Hopper-v4,imit5,1,950.0,400.0"]
+    (tmp_path / BEFORE_FIX).write_text("\n".join(before) + "\n")
+    assert "No run of" in eval_phase(tmp_path)
+    write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 950 and 1,900
+    copy = {"experiment": "fig19_sac_ratio", "env_id": "Hopper-v4", "setting": "imit5", "seed": 1}
+    copy |= {"summary": {"final": 1000.0}, "reused_from": "fig7_sac/Hopper-v4__recall__1.csv.gz"}
+    curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([950.0, 1000.0]))}
+    write(tmp_path / "fig19_sac_ratio" / "Hopper-v4__imit5__1.csv.gz", to_text(copy, curve))
+    text = eval_phase(tmp_path)
+    assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,500 | +250 [-100, +600] |" in text
+    assert "fig19" not in text and "Over the 2 reruns" in text and "positive in 1 of them" in text
+
+
 def test_the_rule_for_the_default_critic_rate(tmp_path):
     """1e-3 becomes the default when its area under the curve is higher on both envs and its final eval not lower by a
     tenth; a worse env keeps 3e-4; fewer than 5 seeds a side leaves it pending."""

@@ -299,21 +299,15 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 20 steps: Table 2'
     assert {"actor", "qf1", "qf2"} <= checkpoint.keys()
 
 
-def test_same_seed_same_numbers(tmp_path):
+def test_same_seed_same_numbers_and_no_recall_phase_after_the_last_update(tmp_path):
+    """400 updates with recall; the second run evaluates the policy on the way, which must change nothing else.
+    With a recall phase every 5 updates and the diagnostics logged at every env step (one update each), the last
+    phase ran after update 395, so the final eval sees the policy 5 SAC updates after imitation (an interim eval
+    sees it 4 after), not straight after it: the logged stats change at each phase and hold between."""
     tags = ["charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"]
-    # 400 updates with recall; the second run evaluates the policy on the way, which must change nothing else
-    flags = [*SMOKE[:2], "--total-timesteps", "900", *SMOKE[4:], "--recall", "--eval-every", "0", "--log-every", "100"]
-    assert_same_seed_same_numbers(SCRIPT, tmp_path, flags, tags[:-1], ["--eval-every", "500"])
-
-
-def test_no_recall_phase_after_the_last_sac_update(tmp_path):
-    """400 SAC updates, a recall phase every 5, the diagnostics logged at every env step (one update each): the
-    last phase ran after update 395, so the final eval sees the policy 5 SAC updates after imitation (an interim
-    eval sees it 4 after), not straight after it. The logged stats change at each phase and hold between."""
     flags = [*SMOKE[:2], "--total-timesteps", "900", *SMOKE[4:], "--recall", "--eval-every", "0", "--log-every", "1"]
-    result = run_script(tmp_path, *flags)
-    assert result.returncode == 0, result.stderr
-    loss = scalars(tmp_path)[2]["recall/imitation_loss"]  # env steps ..., 894, 895, ..., 900
+    logged = assert_same_seed_same_numbers(SCRIPT, tmp_path, flags, tags[:-1], ["--eval-every", "500"])
+    loss = logged["recall/imitation_loss"]  # env steps ..., 894, 895, ..., 900
     assert len(set(loss[-6:])) == 1  # the phase after update 395 (env step 895) was the last one
     assert loss[-7] != loss[-6]  # and it did run
 
