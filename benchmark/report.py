@@ -387,10 +387,17 @@ def eval_phase(results_dir):
         gain = new - old
         lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
                      f"| {new.mean():,.0f} | {gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}] |")  # fmt: skip
-    gains = np.array([new - old for runs in groups.values() for _, old, new in runs])
-    mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains))
-    total = f"Over the {len(gains)} reruns so far, the final eval now minus before: {mean} on average"
-    return "\n".join(lines) + f"\n\n{total}, positive in {int((gains > 0).sum())} of them.\n"
+    runs = [run for group in groups.values() for run in group]
+    gains = np.array([new - old for same, old, new in runs if same])  # the same run up to its last recall phase
+    text = f"None of the {len(runs)} reruns so far repeats its removed file's 95k eval"
+    if len(gains):
+        mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains))
+        text = (f"Over the {len(gains)} reruns that repeat their removed file's 95k eval, the final eval now minus "
+                f"before is {mean} on average, positive in {int((gains > 0).sum())} of them")  # fmt: skip
+    others = len(runs) - len(gains)
+    if others and len(gains):
+        text += f"; the {others} other reruns ran apart from their removed file before 95k env steps"
+    return "\n".join(lines) + f"\n\n{text}.\n"
 
 
 def budget_text(exp):

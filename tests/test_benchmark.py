@@ -262,7 +262,8 @@ def test_reruns_beside_the_removed_files(tmp_path):
     write(tmp_path / "fig19_sac_ratio" / "Hopper-v4__imit5__1.csv.gz", to_text(copy, curve))
     text = eval_phase(tmp_path)
     assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,500 | +250 [-100, +600] |" in text
-    assert "fig19" not in text and "Over the 2 reruns" in text and "positive in 1 of them" in text
+    assert "fig19" not in text and "Over the 1 reruns" in text and "is 600 on average, positive in 1 of them" in text
+    assert "the 1 other reruns ran apart" in text
 
 
 def test_the_rule_for_the_default_critic_rate(tmp_path):
