@@ -283,7 +283,14 @@ def figure(rows, path):
 
 
 # our plain baselines, to set beside the published numbers of the same algorithm at the same budget
-OUR_BASELINES = (("sac_baseline", "qlr3e-4"), ("sac_baseline", "qlr1e-3"), ("fig7_sac", "sac"), ("fig6_trpo", "trpo"))
+OUR_BASELINES = (
+    ("sac_baseline", "qlr3e-4", None),
+    ("sac_baseline", "qlr1e-3", None),
+    ("fig7_sac", "sac", None),
+    ("fig6_trpo", "trpo", None),
+    ("appg_forward_model", "trpo", ("Humanoid-v4",)),  # its Ant runs are fig6's
+)
+"""(experiment, setting, env ids or None for all of the experiment's) of our plain SAC and TRPO"""
 
 
 def baselines(results_dir):
@@ -297,10 +304,10 @@ def baselines(results_dir):
         "final eval, worst and best seed",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
-    for name, setting in OUR_BASELINES:
+    for name, setting, env_ids in OUR_BASELINES:
         exp = EXPERIMENTS[name]
         runs_by_env = load(results_dir, name)
-        for env_id in exp.env_ids:
+        for env_id in env_ids or exp.env_ids:
             runs = runs_by_env.get(env_id, {}).get(setting, [])
             label = f"[{name}](figures/{name}.md) `{setting}`" if runs_by_env else f"{name} `{setting}`"
             if not runs:
