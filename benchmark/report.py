@@ -388,12 +388,13 @@ def eval_phase(results_dir):
     if not groups:
         return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
-             "(mean) | now minus before, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
+             "(mean) | now minus before where the 95k eval is, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
     for (name, env_id, setting), runs in sorted(groups.items()):
         same, old, new = (np.array(column) for column in zip(*runs, strict=True))
-        gain = new - old
+        gain = (new - old)[same.astype(bool)]
+        paired = f"{gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}]" if len(gain) else "no pair"
         lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
-                     f"| {new.mean():,.0f} | {gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}] |")  # fmt: skip
+                     f"| {new.mean():,.0f} | {paired} |")  # fmt: skip
     runs = [run for group in groups.values() for run in group]
     gains = np.array([new - old for same, old, new in runs if same])  # the same run up to its last recall phase
     text = f"None of the {len(runs)} reruns so far repeats its removed file's 95k eval"

@@ -252,18 +252,20 @@ def test_reruns_beside_the_removed_files(tmp_path):
     assert f"No {BEFORE_FIX}" in eval_phase(tmp_path)
     before = ["experiment,env_id,setting,seed,eval_95k,final", "fig7_sac,Hopper-v4,recall,1,950.0,400.0"]
     before += ["fig7_sac,Hopper-v4,recall,2,1850.0,2100.0", "fig7_sac,Hopper-v4,recall,3,1.0,1.0"]
-    before += ["fig19_sac_ratio,Hopper-v4,imit5,1,950.0,400.0"]
+    before += ["fig19_sac_ratio,Hopper-v4,imit5,1,950.0,400.0", "fig7_sac,Walker2d-v4,recall,1,900.0,300.0"]
     (tmp_path / BEFORE_FIX).write_text("\n".join(before) + "\n")
     assert "No run of" in eval_phase(tmp_path)
     write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 950 and 1,900
+    write_runs(tmp_path, "fig7_sac", "Walker2d-v4", "recall", [1000.0])
     copy = {"experiment": "fig19_sac_ratio", "env_id": "Hopper-v4", "setting": "imit5", "seed": 1}
     copy |= {"summary": {"final": 1000.0}, "reused_from": "fig7_sac/Hopper-v4__recall__1.csv.gz"}
     curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([950.0, 1000.0]))}
     write(tmp_path / "fig19_sac_ratio" / "Hopper-v4__imit5__1.csv.gz", to_text(copy, curve))
     text = eval_phase(tmp_path)
-    assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,500 | +250 [-100, +600] |" in text
+    assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,500 | +600 [+600, +600] |" in text
     assert "fig19" not in text and "Over the 1 reruns" in text and "is 600 on average, positive in 1 of them" in text
-    assert "the 1 other reruns ran apart" in text
+    assert "| fig7_sac | Walker2d-v4 | recall | 1 | 0 of 1 | 300 | 1,000 | no pair |" in text
+    assert "the 2 other reruns ran apart" in text
 
 
 def test_the_rule_for_the_default_critic_rate(tmp_path):
