@@ -29,7 +29,7 @@ from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # n
 from result_file import read, result_path  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
-"""the report's prose; the tool fills in {{TABLE}}, {{BASELINES}} and {{COMMANDS}}"""
+"""the report's prose; the tool fills in its {{PLACEHOLDERS}} (see the end of this file)"""
 MARGIN = 0.10
 """the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 MIN_SEEDS = 3
@@ -389,20 +389,21 @@ def eval_phase(results_dir):
         return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
              "(mean) | now minus before where the 95k eval is, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
+    all_gains = []  # final eval now minus before, of the reruns that are the same run up to their last recall phase
     for (name, env_id, setting), runs in sorted(groups.items()):
         same, old, new = (np.array(column) for column in zip(*runs, strict=True))
         gain = (new - old)[same.astype(bool)]
+        all_gains += list(gain)
         paired = f"{gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}]" if len(gain) else "no pair"
         lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
                      f"| {new.mean():,.0f} | {paired} |")  # fmt: skip
-    runs = [run for group in groups.values() for run in group]
-    gains = np.array([new - old for same, old, new in runs if same])  # the same run up to its last recall phase
-    text = f"None of the {len(runs)} reruns so far repeats its removed file's 95k eval"
+    gains, n_runs = np.array(all_gains), sum(map(len, groups.values()))
+    text = f"None of the {n_runs} reruns so far repeats its removed file's 95k eval"
     if len(gains):
         mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains))
         text = (f"Over the {len(gains)} reruns that repeat their removed file's 95k eval, the final eval now minus "
                 f"before is {mean} on average, positive in {int((gains > 0).sum())} of them")  # fmt: skip
-    others = len(runs) - len(gains)
+    others = n_runs - len(gains)
     if others and len(gains):
         text += f"; the {others} other reruns ran apart from their removed file before 95k env steps"
     return "\n".join(lines) + f"\n\n{text}.\n"
