@@ -77,6 +77,18 @@ def curves(runs, metric):
     return grid, np.stack([np.interp(grid, *series[metric]) for _, series in runs])
 
 
+def final_values(exp, runs):
+    """Each run's final metric: the last value of the experiment's metric (the summary's, from the full series), or
+    the mean of its last exp.final_evals values in the result file (evals are few enough never to be downsampled)."""
+    if exp.final_evals == 1:
+        return np.array([identity["summary"]["final"] for identity, _ in runs])
+    return np.array([series[exp.metric][1][-exp.final_evals :].mean() for _, series in runs])
+
+
+def final_name(exp):
+    return f"final {exp.metric}" + (f" (mean of the last {exp.final_evals})" if exp.final_evals > 1 else "")
+
+
 def areas(runs, grid, metric):
     """Each run's area under the curve: the mean of its metric over the grid of env steps."""
     return np.array([np.mean(np.interp(grid, *series[metric])) for _, series in runs])
@@ -92,7 +104,7 @@ def fmt(value, low=np.nan, high=np.nan):
 
 def table(exp, runs_by_env):
     metric = exp.metric
-    head = ["env", "setting", "seeds", f"final {metric}", "AUC", f"P(final > {exp.baseline})", "P(AUC > baseline)"]
+    head = ["env", "setting", "seeds", final_name(exp), "AUC", f"P(final > {exp.baseline})", "P(AUC > baseline)"]
     if exp.threshold is not None:
         head += [f"steps to {exp.threshold}: median (solved)", "P(fewer steps than baseline)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
@@ -100,7 +112,7 @@ def table(exp, runs_by_env):
         grid, _ = curves([run for runs in settings.values() for run in runs], metric)
         per_setting = {}
         for setting, runs in settings.items():
-            finals = np.array([identity["summary"]["final"] for identity, _ in runs])
+            finals = final_values(exp, runs)
             aucs = areas(runs, grid, metric)
             # a run that never reaches the threshold counts as its whole budget
             steps = [identity["summary"].get("steps_to_threshold") or identity["total_timesteps"] for identity, _ in runs]

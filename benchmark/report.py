@@ -24,8 +24,8 @@ import numpy as np
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from experiments import EXPERIMENTS  # noqa: E402
-from plot import areas, bootstrap_ci, curves, fmt, load, make, prob_greater  # noqa: E402
+from experiments import EXPERIMENTS, SAC_FINAL_EVALS  # noqa: E402
+from plot import areas, bootstrap_ci, curves, final_name, final_values, fmt, load, make, prob_greater  # noqa: E402
 from result_file import read, result_path  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
@@ -64,7 +64,10 @@ class Claim:
 
 
 FOURROOM_DIFFERS = "solved = a success rate over the last 100 episodes of 0.9 or more (the paper plots the reward)"
-SAC_DIFFERS = "gymnasium v4 envs (the paper: gym v1); 100k env steps; final = mean-action eval over 10 episodes"
+SAC_DIFFERS = (
+    "gymnasium v4 envs (the paper: gym v1); 100k env steps; final = the mean of the last "
+    f"{SAC_FINAL_EVALS} mean-action evals of 10 episodes, 5k env steps apart"
+)
 TRPO_DIFFERS = "gymnasium v4 envs; our TRPO, not rllab's; final = mean-action eval over 10 episodes"
 CLAIMS = (
     Claim("Recall with the true backward state model solves the grid in fewer steps, more so in larger grids",
@@ -139,7 +142,7 @@ def outcomes(claim, exp, runs):
         return np.array([-steps_to(s, exp.metric, claim.threshold, i["total_timesteps"]) for i, s in runs])
     if exp.threshold is not None:
         return np.array([-(i["summary"].get("steps_to_threshold") or i["total_timesteps"]) for i, _ in runs])
-    return np.array([i["summary"]["final"] for i, _ in runs])
+    return final_values(exp, runs)
 
 
 def difference(x, y):
@@ -194,7 +197,7 @@ def effect_name(claim, exp):
     threshold = claim.threshold if claim.threshold is not None else exp.threshold
     if threshold is not None:
         return f"env steps saved to {exp.metric} >= {threshold}"
-    return f"difference of the final {exp.metric}"
+    return f"difference of the {final_name(exp)}"
 
 
 def env_name(exp, env_id):
@@ -299,7 +302,7 @@ def baselines(results_dir):
         "env",
         "seeds",
         "env steps",
-        "final eval, mean-action policy [95% CI]",
+        f"final eval, mean-action policy (SAC: the mean of the last {SAC_FINAL_EVALS}) [95% CI]",
         "final training return",
         "final eval, worst and best seed",
     ]
@@ -313,7 +316,7 @@ def baselines(results_dir):
             if not runs:
                 lines.append(f"| {label} | {env_id} | 0 | {exp.steps(env_id):,} | not run yet | | |")
                 continue
-            final = np.array([i["summary"]["final"] for i, _ in runs])
+            final = final_values(exp, runs)
             train = np.array([i["summary"]["final_train_return"] for i, _ in runs])
             cells = [str(len(runs)), f"{exp.steps(env_id):,}", fmt(final.mean(), *bootstrap_ci(np.mean, final))]
             cells += [fmt(train.mean(), *bootstrap_ci(np.mean, train)), f"{final.min():,.0f}, {final.max():,.0f}"]
@@ -336,7 +339,7 @@ def qlr_rule(results_dir, seeds=5):
         final_old, final_new = (np.mean([i["summary"]["final"] for i, _ in runs]) for runs in (old, new))
         holds.append(bool(auc_new > auc_old and final_new >= 0.9 * final_old))
         lines.append(f"- {env_id}, {len(new)} and {len(old)} seeds: area under the eval curve {auc_new:,.0f} (1e-3) "
-                     f"against {auc_old:,.0f} (3e-4), final eval {final_new:,.0f} against {final_old:,.0f}: "
+                     f"against {auc_old:,.0f} (3e-4), last eval {final_new:,.0f} against {final_old:,.0f}: "
                      f"{'holds' if holds[-1] else 'fails'}")  # fmt: skip
     outcome = "pending" if None in holds else "1e-3" if all(holds) else "3e-4"
     return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
@@ -356,7 +359,7 @@ def imitation_rule(results_dir, seeds=3, margin=0.1):
         sac = np.mean(final[exp.baseline])
         for s in weights:
             ratios[s].append(np.mean(final[s]) / sac)
-        lines.append(f"- {env_id}, {seeds} seeds: mean final eval as a share of plain SAC's ({sac:,.0f}): "
+        lines.append(f"- {env_id}, {seeds} seeds: mean last eval as a share of plain SAC's ({sac:,.0f}): "
                      + ", ".join(f"{s.removeprefix('coef')} {ratios[s][-1]:.2f}" for s in weights))  # fmt: skip
     outcome = "pending"
     if ratios and all(len(r) == len(exp.env_ids) for r in ratios.values()):

@@ -13,7 +13,8 @@ import torch
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
-from plot import bootstrap_ci, diagnostics, prob_greater  # noqa: E402
+from experiments import EXPERIMENTS  # noqa: E402
+from plot import bootstrap_ci, diagnostics, final_values, prob_greater  # noqa: E402
 from report import verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
 
@@ -161,15 +162,38 @@ def test_recall_diagnostics_are_the_mean_of_each_runs_second_half():
     assert len(rows) == 1 and rows[0].split(" | ")[2].startswith("0.3 [0.2, 0.4]"), table
 
 
+def rise(steps, budget):
+    """A learning curve's shape: linear up to 1 at 80% of the budget, flat after, so that SAC's final metric (the
+    mean of its last 4 evals, 5% of the budget apart) is the final value."""
+    return np.minimum(steps / (0.8 * budget), 1.0)
+
+
+def test_sacs_final_metric_is_the_mean_of_its_last_evals_and_trpos_the_last_eval(tmp_path):
+    """A run whose last eval collapses: SAC's final metric averages it with the three evals before (85k-100k env
+    steps), TRPO's is the last eval alone (the summary's); the figure page's table and its header say which."""
+    steps, values = np.arange(5_000, 100_001, 5_000), np.full(20, 1000.0)
+    values[-1] = 200.0
+    runs = [({"summary": {"final": 200.0}}, {"eval/episodic_return": (steps, values)})]
+    assert final_values(EXPERIMENTS["fig7_sac"], runs) == pytest.approx([800.0])
+    assert final_values(EXPERIMENTS["fig6_trpo"], runs) == pytest.approx([200.0])
+    for seed in (1, 2):
+        identity = {"experiment": "fig7_sac", "env_id": "Hopper-v4", "setting": "sac", "seed": seed}
+        identity |= {"total_timesteps": 100_000, "summary": {"final": 200.0}}
+        write(tmp_path / "fig7_sac" / f"Hopper-v4__sac__{seed}.csv.gz", to_text(identity, runs[0][1]))
+    assert benchmark("plot.py", tmp_path, "fig7_sac", "--results-dir", ".", "--out-dir", "figs").returncode == 0
+    table = (tmp_path / "figs" / "fig7_sac.md").read_text()
+    assert "final eval/episodic_return (mean of the last 4)" in table and "| 800 [800, 800] |" in table, table
+
+
 def test_plot_intervals_cover_the_true_values(tmp_path):
     """Synthetic results whose truth is known: 20 seeds a setting, final returns from N(100, 10) and N(120, 10),
-    learning curves that rise linearly to them. The table's 95% intervals cover the true means, 100 and 120, and
+    learning curves that rise to them (see rise). The table's 95% intervals cover the true means, 100 and 120, and
     the true P(X > Y) = Phi(20 / sqrt(200)) = 0.921."""
     rng = np.random.default_rng(3)
     for setting, mean in (("sac", 100.0), ("recall", 120.0)):
         for seed, final in enumerate(rng.normal(mean, 10.0, 20), start=1):
             steps = np.linspace(5000, 100_000, 20)
-            series = {"eval/episodic_return": (steps, final * steps / 100_000)}
+            series = {"eval/episodic_return": (steps, final * rise(steps, 100_000))}
             identity = {"experiment": "fig7_sac", "env_id": "Hopper-v4", "setting": setting, "seed": seed}
             identity |= {"total_timesteps": 100_000, "summary": {"final": final}}
             write(tmp_path / "fig7_sac" / f"Hopper-v4__{setting}__{seed}.csv.gz", to_text(identity, series))
@@ -192,7 +216,7 @@ def test_probability_of_beating_and_its_interval():
 
 def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/episodic_return", budget=100_000):
     """Result files whose final metric (or, for a four-room run, env steps to the threshold) is given; the curve rises
-    linearly to the final metric."""
+    to the final metric (see rise)."""
     for seed, outcome in enumerate(outcomes, start=1):
         steps = np.linspace(budget / 20, budget, 20)
         summary = {"final": outcome, "final_train_return": outcome}
@@ -200,7 +224,7 @@ def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/epis
             summary = {"final": 1.0, "final_train_return": 1.0, "steps_to_threshold": outcome}
         identity = {"experiment": experiment, "env_id": env_id, "setting": setting, "seed": seed}
         identity |= {"total_timesteps": budget, "summary": summary}
-        curve = {metric: (steps, steps / budget * summary["final"])}
+        curve = {metric: (steps, rise(steps, budget) * summary["final"])}
         write(results / experiment / f"{env_id}__{setting}__{seed}.csv.gz", to_text(identity, curve))
 
 
@@ -250,12 +274,12 @@ def test_reruns_beside_the_removed_files(tmp_path):
     from report import BEFORE_FIX, eval_phase
 
     assert f"No {BEFORE_FIX}" in eval_phase(tmp_path)
-    before = ["experiment,env_id,setting,seed,eval_95k,final", "fig7_sac,Hopper-v4,recall,1,950.0,400.0"]
+    before = ["experiment,env_id,setting,seed,eval_95k,final", "fig7_sac,Hopper-v4,recall,1,1000.0,400.0"]
     before += ["fig7_sac,Hopper-v4,recall,2,1850.0,2100.0", "fig7_sac,Hopper-v4,recall,3,1.0,1.0"]
     before += ["fig19_sac_ratio,Hopper-v4,imit5,1,950.0,400.0", "fig7_sac,Walker2d-v4,recall,1,900.0,300.0"]
     (tmp_path / BEFORE_FIX).write_text("\n".join(before) + "\n")
     assert "No run of" in eval_phase(tmp_path)
-    write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 950 and 1,900
+    write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 1,000 and 2,000
     write_runs(tmp_path, "fig7_sac", "Walker2d-v4", "recall", [1000.0])
     copy = {"experiment": "fig19_sac_ratio", "env_id": "Hopper-v4", "setting": "imit5", "seed": 1}
     copy |= {"summary": {"final": 1000.0}, "reused_from": "fig7_sac/Hopper-v4__recall__1.csv.gz"}
