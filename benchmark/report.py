@@ -35,8 +35,8 @@ MARGIN = 0.10
 MIN_SEEDS = 3
 """fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
 BEFORE_FIX = "sac_recall_evals_before_f8ab44f.csv"
-"""in the results directory: the eval at 95k env steps and the final eval of each SAC + recall result file removed
-at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
+"""in the results directory: the eval at 95k env steps, the final eval and the commit of each SAC + recall result
+file removed at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ def eval_phase(results_dir):
         return f"No {BEFORE_FIX} in the results directory.\n"
     with open(results_dir / BEFORE_FIX) as f:
         before = {(r["experiment"], r["env_id"], r["setting"], int(r["seed"])): r for r in csv.DictReader(f)}
-    groups = defaultdict(list)
+    groups, restored = defaultdict(list), defaultdict(int)
     for (name, env_id, setting, seed), old in before.items():
         path = result_path(results_dir, name, env_id, setting, seed)
         if not path.exists():
@@ -385,18 +385,29 @@ def eval_phase(results_dir):
         identity, series = read(path)
         if "reused_from" in identity:  # a copy: its run is counted where it was made
             continue
+        if identity.get("commit") == old["commit"]:  # the removed file itself, put back: not a rerun
+            restored[(name, env_id, setting)] += 1
+            continue
         steps, values = series["eval/episodic_return"]
         same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
-        groups[(name, env_id, setting)].append((same, float(old["final"]), identity["summary"]["final"]))
+        final_metric = final_values(EXPERIMENTS[name], [(identity, series)])[0]
+        groups[(name, env_id, setting)].append((same, float(old["final"]), identity["summary"]["final"], final_metric))
+    back = ""
+    if restored:
+        listed = ", ".join(f"{name} {env_id} {setting} {n}" for (name, env_id, setting), n in sorted(restored.items()))
+        back = f"\nMade before the fix and restored ({sum(restored.values())} runs, copies not counted): {listed}.\n"
     if not groups:
-        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
+        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n" + back
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
              "(mean) | now minus before where the 95k eval is, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
-    all_gains = []  # final eval now minus before, of the reruns that are the same run up to their last recall phase
+    all_gains, shares = [], []  # of the reruns that are the same run up to their last recall phase: the final eval
+    # now minus before, and that as a share of the rerun's final metric (the rule of the template)
     for (name, env_id, setting), runs in sorted(groups.items()):
-        same, old, new = (np.array(column) for column in zip(*runs, strict=True))
-        gain = (new - old)[same.astype(bool)]
+        same, old, new, final_metric = (np.array(column) for column in zip(*runs, strict=True))
+        same = same.astype(bool)
+        gain = (new - old)[same]
         all_gains += list(gain)
+        shares += list(np.abs(gain) / np.abs(final_metric[same]))
         paired = f"{gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}]" if len(gain) else "no pair"
         lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
                      f"| {new.mean():,.0f} | {paired} |")  # fmt: skip
@@ -409,7 +420,20 @@ def eval_phase(results_dir):
     others = n_runs - len(gains)
     if others and len(gains):
         text += f"; the {others} other reruns ran apart from their removed file before 95k env steps"
-    return "\n".join(lines) + f"\n\n{text}.\n"
+    return "\n".join(lines) + f"\n\n{text}.\n\n{restore_rule(shares)}\n" + back
+
+
+def restore_rule(shares, pairs=4, most=0.2):
+    """The template's rule: restore the removed files when at least `pairs` pairs each differ in their last eval by
+    no more than `most` of the rerun's final metric."""
+    if not shares:
+        return f"By the rule above: **pending**, none of the {pairs} pairs it waits for."
+    worst = f"the largest gap in the last eval is {max(shares):.1%} of its rerun's final metric"
+    if len(shares) < pairs:
+        return f"By the rule above: **pending**, {len(shares)} of the {pairs} pairs it waits for ({worst})."
+    if max(shares) <= most:
+        return f"By the rule above: **restore** ({len(shares)} pairs; {worst})."
+    return f"By the rule above: **rerun** ({len(shares)} pairs; {worst}, over {most:.0%})."
 
 
 def budget_text(exp):
