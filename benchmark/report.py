@@ -383,10 +383,10 @@ def eval_phase(results_dir):
         if not path.exists():
             continue
         identity, series = read(path)
-        if "reused_from" in identity:  # a copy: its run is counted where it was made
-            continue
-        if identity.get("commit") == old["commit"]:  # the removed file itself, put back: not a rerun
+        if identity.get("commit") == old["commit"]:  # the removed file itself (or a copy of one), put back
             restored[(name, env_id, setting)] += 1
+            continue
+        if "reused_from" in identity:  # a copy of a rerun: counted where it was made
             continue
         steps, values = series["eval/episodic_return"]
         same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
@@ -395,7 +395,7 @@ def eval_phase(results_dir):
     back = ""
     if restored:
         listed = ", ".join(f"{name} {env_id} {setting} {n}" for (name, env_id, setting), n in sorted(restored.items()))
-        back = f"\nMade before the fix and restored ({sum(restored.values())} runs, copies not counted): {listed}.\n"
+        back = f"\nMade before the fix and restored ({sum(restored.values())} files, copies included): {listed}.\n"
     if not groups:
         return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n" + back
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "

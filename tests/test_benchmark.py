@@ -270,8 +270,8 @@ def test_report_verdicts_on_known_effects(tmp_path):
 
 def test_reruns_beside_the_removed_files(tmp_path):
     """eval_phase pairs each rerun with the removed file of the same run: 'as before' only where the 95k evals match,
-    a copy (reused_from) counted where it was made, a run not rerun left out, a removed file put back (its commit)
-    listed as restored and not as a rerun; the rule to restore the removed files waits for 4 pairs, each within a
+    a copy of a rerun (reused_from) counted where it was made, a run not rerun left out, a removed file put back
+    (its commit) listed as restored and not as a rerun; the rule to restore the removed files waits for 4 pairs, each within a
     fifth of its rerun's final metric."""
     from report import BEFORE_FIX, eval_phase, restore_rule
 
@@ -285,7 +285,7 @@ def test_reruns_beside_the_removed_files(tmp_path):
     restored = {"experiment": "fig7_sac", "env_id": "Ant-v4", "setting": "recall", "seed": 4, "commit": "e"}
     curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([900.0, 300.0]))}
     write(tmp_path / "fig7_sac" / "Ant-v4__recall__4.csv.gz", to_text(restored | {"summary": {"final": 300.0}}, curve))
-    assert "Made before the fix and restored (1 runs, copies not counted): fig7_sac Ant-v4 recall 1." in eval_phase(tmp_path)
+    assert "Made before the fix and restored (1 files, copies included): fig7_sac Ant-v4 recall 1." in eval_phase(tmp_path)
     write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 1,000 and 2,000
     write_runs(tmp_path, "fig7_sac", "Walker2d-v4", "recall", [1000.0])
     rerun = read(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz")
@@ -302,7 +302,7 @@ def test_reruns_beside_the_removed_files(tmp_path):
     assert "**pending**, 1 of the 4 pairs it waits for (the largest gap in the last eval is 22.2% of its" in text
     assert "**restore** (4 pairs; the largest gap in the last eval is 20.0%" in restore_rule([0.1, 0.2, 0.0, 0.05])
     assert "**rerun** (5 pairs; the largest gap in the last eval is 21.0%" in restore_rule([0.1] * 4 + [0.21])
-    assert "the 2 other reruns ran apart" in text and "Ant-v4 | recall" not in text and "restored (1 runs" in text
+    assert "the 2 other reruns ran apart" in text and "Ant-v4 | recall" not in text and "restored (1 files" in text
 
 
 def test_the_rule_for_the_default_critic_rate(tmp_path):
