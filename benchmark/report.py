@@ -425,15 +425,15 @@ def eval_phase(results_dir):
 
 def restore_rule(shares, pairs=4, most=0.2):
     """The template's rule: restore the removed files when at least `pairs` pairs each differ in their last eval by
-    no more than `most` of the rerun's final metric."""
+    no more than `most` of the rerun's final metric; rerun them once one pair differs by more."""
     if not shares:
         return f"By the rule above: **pending**, none of the {pairs} pairs it waits for."
     worst = f"the largest gap in the last eval is {max(shares):.1%} of its rerun's final metric"
+    if max(shares) > most:
+        return f"By the rule above: **rerun** ({len(shares)} pairs; {worst}, over {most:.0%})."
     if len(shares) < pairs:
         return f"By the rule above: **pending**, {len(shares)} of the {pairs} pairs it waits for ({worst})."
-    if max(shares) <= most:
-        return f"By the rule above: **restore** ({len(shares)} pairs; {worst})."
-    return f"By the rule above: **rerun** ({len(shares)} pairs; {worst}, over {most:.0%})."
+    return f"By the rule above: **restore** ({len(shares)} pairs; {worst})."
 
 
 def budget_text(exp):
