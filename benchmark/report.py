@@ -377,27 +377,20 @@ def eval_phase(results_dir):
         return f"No {BEFORE_FIX} in the results directory.\n"
     with open(results_dir / BEFORE_FIX) as f:
         before = {(r["experiment"], r["env_id"], r["setting"], int(r["seed"])): r for r in csv.DictReader(f)}
-    groups, restored = defaultdict(list), defaultdict(int)
+    groups = defaultdict(list)
     for (name, env_id, setting, seed), old in before.items():
         path = result_path(results_dir, name, env_id, setting, seed)
         if not path.exists():
             continue
         identity, series = read(path)
-        if identity.get("commit") == old["commit"]:  # the removed file itself (or a copy of one), put back
-            restored[(name, env_id, setting)] += 1
-            continue
-        if "reused_from" in identity:  # a copy of a rerun: counted where it was made
+        if "reused_from" in identity:  # a copy: its run is counted where it was made
             continue
         steps, values = series["eval/episodic_return"]
         same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
         final_metric = final_values(EXPERIMENTS[name], [(identity, series)])[0]
         groups[(name, env_id, setting)].append((same, float(old["final"]), identity["summary"]["final"], final_metric))
-    back = ""
-    if restored:
-        listed = ", ".join(f"{name} {env_id} {setting} {n}" for (name, env_id, setting), n in sorted(restored.items()))
-        back = f"\nMade before the fix and restored ({sum(restored.values())} files, copies included): {listed}.\n"
     if not groups:
-        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n" + back
+        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
              "(mean) | now minus before where the 95k eval is, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
     all_gains, shares = [], []  # of the reruns that are the same run up to their last recall phase: the final eval
@@ -420,7 +413,7 @@ def eval_phase(results_dir):
     others = n_runs - len(gains)
     if others and len(gains):
         text += f"; the {others} other reruns ran apart from their removed file before 95k env steps"
-    return "\n".join(lines) + f"\n\n{text}.\n\n{restore_rule(shares)}\n" + back
+    return "\n".join(lines) + f"\n\n{text}.\n\n{restore_rule(shares)}\n"
 
 
 def restore_rule(shares, pairs=4, most=0.2):
