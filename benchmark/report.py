@@ -388,22 +388,25 @@ def eval_phase(results_dir):
         steps, values = series["eval/episodic_return"]
         same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
         final_metric = final_values(EXPERIMENTS[name], [(identity, series)])[0]
-        groups[(name, env_id, setting)].append((same, float(old["final"]), identity["summary"]["final"], final_metric))
+        groups[(name, env_id, setting)].append((seed, same, float(old["final"]), identity["summary"]["final"], final_metric))
     if not groups:
         return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
     lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
-             "(mean) | now minus before where the 95k eval is, mean [lowest, highest] |", "|" + "---|" * 8]  # fmt: skip
+             "(mean) | now minus before where the 95k eval is, mean [lowest, highest] | "
+             "each pair: seed, final eval before → now |",
+             "|" + "---|" * 9]  # fmt: skip
     all_gains, shares = [], []  # of the reruns that are the same run up to their last recall phase: the final eval
     # now minus before, and that as a share of the rerun's final metric (the rule of the template)
     for (name, env_id, setting), runs in sorted(groups.items()):
-        same, old, new, final_metric = (np.array(column) for column in zip(*runs, strict=True))
+        seeds, same, old, new, final_metric = (np.array(column) for column in zip(*runs, strict=True))
         same = same.astype(bool)
         gain = (new - old)[same]
         all_gains += list(gain)
         shares += list(np.abs(gain) / np.abs(final_metric[same]))
         paired = f"{gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}]" if len(gain) else "no pair"
+        each = "; ".join(f"{s}: {o:,.0f} → {n:,.0f}" for s, o, n in zip(seeds[same], old[same], new[same], strict=True))
         lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
-                     f"| {new.mean():,.0f} | {paired} |")  # fmt: skip
+                     f"| {new.mean():,.0f} | {paired} | {each} |")  # fmt: skip
     gains, n_runs = np.array(all_gains), sum(map(len, groups.values()))
     text = f"None of the {n_runs} reruns so far repeats its removed file's 95k eval"
     if len(gains):

@@ -292,7 +292,8 @@ def test_reruns_beside_the_removed_files(tmp_path):
     text = eval_phase(tmp_path)
     assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,300 | +200 [+200, +200] |" in text
     assert "fig19" not in text and "Over the 1 reruns" in text and "is 200 on average, positive in 1 of them" in text
-    assert "| fig7_sac | Walker2d-v4 | recall | 1 | 0 of 1 | 300 | 1,000 | no pair |" in text
+    assert "| fig7_sac | Walker2d-v4 | recall | 1 | 0 of 1 | 300 | 1,000 | no pair |  |" in text
+    assert "| +200 [+200, +200] | 1: 400 → 600 |" in text  # each pair by seed, the unpaired seed 2 left out
     assert "**rerun** (1 pairs; the largest gap in the last eval is 22.2% of its" in text
     assert "**restore** (4 pairs; the largest gap in the last eval is 20.0%" in restore_rule([0.1, 0.2, 0.0, 0.05])
     assert "**pending**, 3 of the 4 pairs" in restore_rule([0.1, 0.2, 0.0])
