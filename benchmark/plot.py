@@ -94,10 +94,11 @@ def areas(runs, grid, metric):
     return np.array([np.mean(np.interp(grid, *series[metric])) for _, series in runs])
 
 
-def fmt(value, low=np.nan, high=np.nan):
+def fmt(value, low=np.nan, high=np.nan, digits=None):
+    """A mean and its interval; `digits` defaults to 2 below 10 (a probability), else whole numbers (a return)."""
     if value is None or not np.isfinite(value):
         return "-"
-    digits = 2 if abs(value) < 10 else 0
+    digits = (2 if abs(value) < 10 else 0) if digits is None else digits
     interval = f" [{low:,.{digits}f}, {high:,.{digits}f}]" if np.isfinite(low) else ""
     return f"{value:,.{digits}f}{interval}"
 

@@ -410,7 +410,7 @@ def eval_phase(results_dir):
     gains, n_runs = np.array(all_gains), sum(map(len, groups.values()))
     text = f"None of the {n_runs} reruns so far repeats its removed file's 95k eval"
     if len(gains):
-        mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains))
+        mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains), digits=0)  # returns: whole numbers, even near 0
         text = (f"Over the {len(gains)} reruns that repeat their removed file's 95k eval, the final eval now minus "
                 f"before is {mean} on average, positive in {int((gains > 0).sum())} of them")  # fmt: skip
     others = n_runs - len(gains)

@@ -300,6 +300,9 @@ def test_reruns_beside_the_removed_files(tmp_path):
     assert "**rerun** (5 pairs; the largest gap in the last eval is 21.0%" in restore_rule([0.1] * 4 + [0.21])
     assert "**rerun** (2 pairs" in restore_rule([0.1, 0.9])  # one pair over a fifth settles it
     assert "the 2 other reruns ran apart" in text
+    rerun[1]["eval/episodic_return"][1][-1] = 404.93  # a gain near 0 is a return still: whole numbers, not 4.93
+    write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(rerun[0] | {"summary": {"final": 404.93}}, rerun[1]))
+    assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
 
 
 def test_the_rule_for_the_default_critic_rate(tmp_path):
