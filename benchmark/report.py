@@ -35,8 +35,10 @@ MARGIN = 0.10
 MIN_SEEDS = 3
 """fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
 BEFORE_FIX = "sac_recall_evals_before_f8ab44f.csv"
-"""in the results directory: the eval at 95k env steps, the final eval and the commit of each SAC + recall result
-file removed at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
+"""in the results directory: the imitation weight, the eval at 95k env steps, the final eval and the commit of each
+SAC + recall result file removed at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
+SUPERSEDED = "superseded"
+"""in the results directory: result files made at a default that has changed since, kept in their experiment's folder"""
 
 
 @dataclass(frozen=True)
@@ -372,17 +374,21 @@ def imitation_rule(results_dir, seeds=3, margin=0.1):
 def eval_phase(results_dir):
     """Each SAC + recall run rerun since f8ab44f beside the removed file of the same run (see the template): the
     eval at 95k env steps, the same policy in both, and the final eval, straight after a recall phase before the fix
-    and 5 SAC updates after one now."""
+    and 5 SAC updates after one now. The rerun is the file at the removed file's imitation weight, in its experiment's
+    folder or, once that weight is no longer the default, in SUPERSEDED."""
     if not (results_dir / BEFORE_FIX).exists():
         return f"No {BEFORE_FIX} in the results directory.\n"
     with open(results_dir / BEFORE_FIX) as f:
         before = {(r["experiment"], r["env_id"], r["setting"], int(r["seed"])): r for r in csv.DictReader(f)}
     groups = defaultdict(list)
     for (name, env_id, setting, seed), old in before.items():
-        path = result_path(results_dir, name, env_id, setting, seed)
-        if not path.exists():
+        weight = float(old["imitation_coef"])  # a rerun runs at its removed file's weight, wherever it is kept now
+        paths = [result_path(root, name, env_id, setting, seed) for root in (results_dir, results_dir / SUPERSEDED)]
+        runs = [read(path) for path in paths if path.exists()]
+        runs = [(i, s) for i, s in runs if i.get("args", {}).get("imitation_coef", weight) == weight]
+        if not runs:
             continue
-        identity, series = read(path)
+        identity, series = runs[0]
         if "reused_from" in identity:  # a copy: its run is counted where it was made
             continue
         steps, values = series["eval/episodic_return"]

@@ -271,13 +271,15 @@ def test_report_verdicts_on_known_effects(tmp_path):
 def test_reruns_beside_the_removed_files(tmp_path):
     """eval_phase pairs each rerun with the removed file of the same run: 'as before' only where the 95k evals match,
     a copy (reused_from) counted where it was made, a run not rerun left out; the rule restores the removed files
-    after 4 pairs each within a fifth of its rerun's final metric, and reruns them once one pair is not."""
-    from report import BEFORE_FIX, eval_phase, restore_rule
+    after 4 pairs each within a fifth of its rerun's final metric, and reruns them once one pair is not. A rerun moved
+    to SUPERSEDED still pairs; a file made at another imitation weight than the removed one never does."""
+    from report import BEFORE_FIX, SUPERSEDED, eval_phase, restore_rule
 
     assert f"No {BEFORE_FIX}" in eval_phase(tmp_path)
-    before = ["experiment,env_id,setting,seed,eval_95k,final,commit", "fig7_sac,Hopper-v4,recall,1,1000.0,400.0,a"]
-    before += ["fig7_sac,Hopper-v4,recall,2,1850.0,2100.0,b", "fig7_sac,Hopper-v4,recall,3,1.0,1.0,c"]
-    before += ["fig19_sac_ratio,Hopper-v4,imit5,1,950.0,400.0,a", "fig7_sac,Walker2d-v4,recall,1,900.0,300.0,d"]
+    before = ["experiment,env_id,setting,seed,imitation_coef,eval_95k,final,commit"]
+    before += ["fig7_sac,Hopper-v4,recall,1,0.03,1000.0,400.0,a", "fig7_sac,Hopper-v4,recall,2,0.03,1850.0,2100.0,b"]
+    before += ["fig7_sac,Hopper-v4,recall,3,0.03,1.0,1.0,c", "fig19_sac_ratio,Hopper-v4,imit5,1,0.03,950.0,400.0,a"]
+    before += ["fig7_sac,Walker2d-v4,recall,1,0.03,900.0,300.0,d"]
     (tmp_path / BEFORE_FIX).write_text("\n".join(before) + "\n")
     assert "No run of" in eval_phase(tmp_path)
     write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 1,000 and 2,000
@@ -302,6 +304,13 @@ def test_reruns_beside_the_removed_files(tmp_path):
     assert "the 2 other reruns ran apart" in text
     rerun[1]["eval/episodic_return"][1][-1] = 404.93  # a gain near 0 is a return still: whole numbers, not 4.93
     write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(rerun[0] | {"summary": {"final": 404.93}}, rerun[1]))
+    assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
+    # the default weight changes: the reruns at 0.03 move to SUPERSEDED and still pair; a run at the new weight does not
+    (tmp_path / SUPERSEDED).mkdir()
+    (tmp_path / "fig7_sac").rename(tmp_path / SUPERSEDED / "fig7_sac")
+    new_default = rerun[0] | {"args": {"imitation_coef": 0.3}, "summary": {"final": 5000.0}}  # its 95k eval as before
+    curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([1000.0, 5000.0]))}
+    write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(new_default, curve))
     assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
 
 
