@@ -348,27 +348,36 @@ def qlr_rule(results_dir, seeds=5):
 
 
 def imitation_rule(results_dir, seeds=3, margin=0.1):
-    """The rule that sets --imitation-coef's default (see the template), evaluated on sac_imitation_coef's files."""
-    exp, lines, ratios = EXPERIMENTS["sac_imitation_coef"], [], defaultdict(list)
+    """The rule that sets --imitation-coef's default (see the template), evaluated on sac_imitation_coef's files: on
+    each run's last eval, as written; beside it, on SAC's final metric (the mean of the last evals), as a check."""
+    exp, lines = EXPERIMENTS["sac_imitation_coef"], []
     weights = [s for s in exp.settings if s != exp.baseline]
+    ratios = {measure: defaultdict(list) for measure in ("last", "final")}
     runs_by_env = load(results_dir, "sac_imitation_coef")
     for env_id in exp.env_ids:
-        final = {s: [i["summary"]["final"] for i, _ in runs_by_env.get(env_id, {}).get(s, [])] for s in exp.settings}
-        if min(map(len, final.values())) < seeds:
-            counts = ", ".join(f"{s} {len(v)}" for s, v in final.items())
+        runs = {s: runs_by_env.get(env_id, {}).get(s, []) for s in exp.settings}
+        if min(map(len, runs.values())) < seeds:
+            counts = ", ".join(f"{s} {len(v)}" for s, v in runs.items())
             lines.append(f"- {env_id}: seeds so far {counts}; the rule waits for {seeds} of each")
             continue
-        sac = np.mean(final[exp.baseline])
-        for s in weights:
-            ratios[s].append(np.mean(final[s]) / sac)
-        lines.append(f"- {env_id}, {seeds} seeds: mean last eval as a share of plain SAC's ({sac:,.0f}): "
-                     + ", ".join(f"{s.removeprefix('coef')} {ratios[s][-1]:.2f}" for s in weights))  # fmt: skip
-    outcome = "pending"
-    if ratios and all(len(r) == len(exp.env_ids) for r in ratios.values()):
-        mean = {s: np.mean(r) for s, r in ratios.items()}
-        best = max(mean, key=mean.get)
-        outcome = best.removeprefix("coef") if mean[best] > mean["coef0.1"] + margin else "0.1"
-    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
+        parts = []
+        for measure, name, values in (("last", "last eval", lambda r: [i["summary"]["final"] for i, _ in r]),
+                                      ("final", "final metric", lambda r: final_values(exp, r))):  # fmt: skip
+            sac = np.mean(values(runs[exp.baseline]))
+            for s in weights:
+                ratios[measure][s].append(np.mean(values(runs[s])) / sac)
+            shares = ", ".join(f"{s.removeprefix('coef')} {ratios[measure][s][-1]:.2f}" for s in weights)
+            parts.append(f"mean {name} as a share of plain SAC's ({sac:,.0f}): {shares}")
+        lines.append(f"- {env_id}, {seeds} seeds: " + "; ".join(parts))
+    outcome = {}
+    for measure, by_weight in ratios.items():
+        outcome[measure] = "pending"
+        if by_weight and all(len(r) == len(exp.env_ids) for r in by_weight.values()):
+            mean = {s: np.mean(r) for s, r in by_weight.items()}
+            best = max(mean, key=mean.get)
+            outcome[measure] = best.removeprefix("coef") if mean[best] > mean["coef0.1"] + margin else "0.1"
+    check = f" (on the mean final metric, {exp.final_evals} evals a run, it would be {outcome['final']})"
+    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome['last']}**{check}.\n"
 
 
 def eval_phase(results_dir):

@@ -331,7 +331,8 @@ def test_the_rule_for_the_default_critic_rate(tmp_path):
 
 def test_the_rule_for_the_default_imitation_weight(tmp_path):
     """The weight with the best share of plain SAC's final eval, averaged over both envs, becomes the default when it
-    beats 0.1's share by more than a tenth; a smaller lead keeps 0.1; a missing seed leaves it pending."""
+    beats 0.1's share by more than a tenth; a smaller lead keeps 0.1; a missing seed leaves it pending. The rule reads
+    the last eval; the same rule on the mean of the last 4 evals is printed beside it."""
     from report import imitation_rule
 
     for env_id, sac in (("Hopper-v4", 100.0), ("Walker2d-v4", 200.0)):
@@ -339,8 +340,16 @@ def test_the_rule_for_the_default_imitation_weight(tmp_path):
         for weight, share in (("0.03", 0.9), ("0.1", 0.7), ("0.3", 0.5)):
             write_runs(tmp_path, "sac_imitation_coef", env_id, f"coef{weight}", [share * sac] * 3)
     assert "Walker2d-v4, 3 seeds" in imitation_rule(tmp_path) and "the default is **0.03**" in imitation_rule(tmp_path)
+    assert "(on the mean final metric, 4 evals a run, it would be 0.03)" in imitation_rule(tmp_path)
     write_runs(tmp_path, "sac_imitation_coef", "Hopper-v4", "coef0.03", [60.0] * 3)  # mean share 0.75 against 0.7
-    assert "the default is **0.1**" in imitation_rule(tmp_path)
+    assert "the default is **0.1** (on the mean final metric, 4 evals a run, it would be 0.1)" in imitation_rule(tmp_path)
+    for env_id, sac in (("Hopper-v4", 100.0), ("Walker2d-v4", 200.0)):  # 0.3 jumps from 0 to twice plain SAC at the end
+        for seed in (1, 2, 3):
+            path = tmp_path / "sac_imitation_coef" / f"{env_id}__coef0.3__{seed}.csv.gz"
+            identity, series = read(path)
+            series["eval/episodic_return"][1][-4:] = [0.0, 0.0, 0.0, 2 * sac]
+            write(path, to_text(identity | {"summary": {"final": 2 * sac}}, series))
+    assert "the default is **0.3** (on the mean final metric, 4 evals a run, it would be 0.1)" in imitation_rule(tmp_path)
     (tmp_path / "sac_imitation_coef" / "Walker2d-v4__coef0.3__3.csv.gz").unlink()
     assert "coef0.3 2; the rule waits for 3" in imitation_rule(tmp_path) and "**pending**" in imitation_rule(tmp_path)
 
