@@ -110,7 +110,7 @@ class Args:
     """minibatch size of the backtracking model"""
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model"""
-    imitation_coef: float = 0.03
+    imitation_coef: float = 0.3
     """weight of the imitation loss on the recall traces (Eq. 3; the paper gives none, sac_imitation_coef chose it)"""
     heldout_every: int = 10
     """every n-th replay-buffer slot is never trained on by the backtracking model: its held-out NLL is measured there"""
