@@ -167,16 +167,22 @@ def verdict(low, high, n, no_gain=False):
     return f"inconclusive at {n} seeds"
 
 
-def rows(results_dir, plotted):
-    """One dict a claim and env id: the row of the table, and the relative effect for the figure."""
+def rows(results_dir, plotted, recall_dir=None):
+    """One dict a claim and env id: the row of the table, and the relative effect for the figure. With recall_dir,
+    each claim's own setting is read from there (SUPERSEDED) and only claims with files there are kept."""
     out, cache = [], {}
     for claim in CLAIMS:
         exp = EXPERIMENTS[claim.experiment]
         versus = claim.versus or exp.baseline
         runs_by_env = cache.setdefault(claim.experiment, load(results_dir, claim.experiment))
+        own_by_env = runs_by_env if recall_dir is None else load(recall_dir, claim.experiment)
+        if not own_by_env:
+            continue
         for env_id in claim.env_ids or exp.env_ids:
             runs = runs_by_env.get(env_id, {})
-            x, y = runs.get(claim.setting, []), runs.get(versus, [])
+            x, y = own_by_env.get(env_id, {}).get(claim.setting, []), runs.get(versus, [])
+            if recall_dir is not None and not x:
+                continue
             row = {"claim": claim, "env_id": env_id, "versus": versus, "n": (len(x), len(y)), "exp": exp}
             row["plotted"] = claim.experiment in plotted
             if min(len(x), len(y)) < 2:
@@ -477,6 +483,7 @@ if __name__ == "__main__":
     text = text.replace("{{QLR_RULE}}", qlr_rule(args.results_dir))
     text = text.replace("{{IMITATION_RULE}}", imitation_rule(args.results_dir))
     text = text.replace("{{EVAL_PHASE}}", eval_phase(args.results_dir))
+    text = text.replace("{{SUPERSEDED}}", table(rows(args.results_dir, plotted, args.results_dir / SUPERSEDED)))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

@@ -314,6 +314,19 @@ def test_reruns_beside_the_removed_files(tmp_path):
     assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
 
 
+def test_claims_on_superseded_recall_runs(tmp_path):
+    """Recall files moved to SUPERSEDED are compared with today's baseline runs in their own table, only for the envs
+    they cover; the main table no longer counts them."""
+    from report import SUPERSEDED, rows
+
+    write_runs(tmp_path, "fig7_sac", "Ant-v4", "sac", [600.0, 650.0, 700.0, 620.0, 680.0])
+    write_runs(tmp_path / SUPERSEDED, "fig7_sac", "Ant-v4", "recall", [900.0, 950.0, 1000.0, 920.0, 980.0])
+    (old,) = [r for r in rows(tmp_path, set(), tmp_path / SUPERSEDED) if r["claim"].experiment == "fig7_sac"]
+    assert old["env_id"] == "Ant-v4" and old["n"] == (5, 5) and old["verdict"] == "reproduced"
+    now = [r for r in rows(tmp_path, set()) if r["claim"].experiment == "fig7_sac" and r["env_id"] == "Ant-v4"]
+    assert now[0]["n"] == (0, 5) and "verdict" not in now[0]
+
+
 def test_the_rule_for_the_default_critic_rate(tmp_path):
     """1e-3 becomes the default when its area under the curve is higher on both envs and its final eval not lower by a
     tenth; a worse env keeps 3e-4; fewer than 5 seeds a side leaves it pending."""
