@@ -17,7 +17,7 @@ only understate a gap that ends beyond the budget).
 import csv
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -367,11 +367,11 @@ def imitation_rule(results_dir, seeds=3, margin=0.1):
             lines.append(f"- {env_id}: seeds so far {counts}; the rule waits for {seeds} of each")
             continue
         parts = []
-        for measure, name, values in (("last", "last eval", lambda r: [i["summary"]["final"] for i, _ in r]),
-                                      ("final", "final metric", lambda r: final_values(exp, r))):  # fmt: skip
-            sac = np.mean(values(runs[exp.baseline]))
+        for measure, name, evals in (("last", "last eval", 1), ("final", "final metric", exp.final_evals)):
+            as_measured = replace(exp, final_evals=evals)  # the final metric over the last `evals` evals
+            sac = np.mean(final_values(as_measured, runs[exp.baseline]))
             for s in weights:
-                ratios[measure][s].append(np.mean(values(runs[s])) / sac)
+                ratios[measure][s].append(np.mean(final_values(as_measured, runs[s])) / sac)
             shares = ", ".join(f"{s.removeprefix('coef')} {ratios[measure][s][-1]:.2f}" for s in weights)
             parts.append(f"mean {name} as a share of plain SAC's ({sac:,.0f}): {shares}")
         lines.append(f"- {env_id}, {seeds} seeds: " + "; ".join(parts))
