@@ -176,8 +176,6 @@ def rows(results_dir, plotted, recall_dir=None):
         versus = claim.versus or exp.baseline
         runs_by_env = cache.setdefault(claim.experiment, load(results_dir, claim.experiment))
         own_by_env = runs_by_env if recall_dir is None else load(recall_dir, claim.experiment)
-        if not own_by_env:
-            continue
         for env_id in claim.env_ids or exp.env_ids:
             runs = runs_by_env.get(env_id, {})
             x, y = own_by_env.get(env_id, {}).get(claim.setting, []), runs.get(versus, [])

@@ -316,7 +316,7 @@ def test_reruns_beside_the_removed_files(tmp_path):
 
 def test_claims_on_superseded_recall_runs(tmp_path):
     """Recall files moved to SUPERSEDED are compared with today's baseline runs in their own table, only for the envs
-    they cover; the main table no longer counts them."""
+    they cover; the main table no longer counts them but keeps every claim, pending where it has no files."""
     from report import SUPERSEDED, rows
 
     write_runs(tmp_path, "fig7_sac", "Ant-v4", "sac", [600.0, 650.0, 700.0, 620.0, 680.0])
@@ -325,6 +325,8 @@ def test_claims_on_superseded_recall_runs(tmp_path):
     assert old["env_id"] == "Ant-v4" and old["n"] == (5, 5) and old["verdict"] == "reproduced"
     now = [r for r in rows(tmp_path, set()) if r["claim"].experiment == "fig7_sac" and r["env_id"] == "Ant-v4"]
     assert now[0]["n"] == (0, 5) and "verdict" not in now[0]
+    # a claim with no result files at all still has its pending rows in the main table, and none in the other
+    assert [r["n"] for r in rows(tmp_path, set()) if r["claim"].experiment == "fig5_goalgan_ant"] == [(0, 0)]
 
 
 def test_the_rule_for_the_default_critic_rate(tmp_path):
