@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from torch.nn.utils import parameters_to_vector
 from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers FourRoom-v0)
@@ -102,8 +103,9 @@ class Args:
     """gradient steps of the backtracking model in each recall phase"""
     bt_batch_size: int = 256
     """minibatch size of the backtracking model"""
-    imitation_coef: float = 1.0
-    """weight of the imitation loss on the recall traces (Eq. 3)"""
+    imitation_lr: float = 1e-3
+    """Adam learning rate of the imitation step, an optimizer of its own (alpha of Algorithm 1, line 13: the paper's
+    is the actor-critic's); 0 runs every recall phase without moving the policy"""
     recall_every: int = 1
     """actor-critic updates between two recall phases (App. H, Fig. 17)"""
     imitation_updates: int = 1
@@ -119,8 +121,8 @@ def check_args(args: Args):
     for name in ("learning_rate", "bt_learning_rate"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if args.imitation_coef < 0:
-        return f"--imitation-coef must be >= 0, got {args.imitation_coef}"
+    if not args.imitation_lr >= 0:
+        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
     if not 0.0 <= args.slip <= 1.0:
         return f"--slip must be a probability in [0, 1], got {args.slip}"
     for name in ("trace_len", "num_traces", "k_traj", "num_envs", "num_steps", "bt_batch_size", "recall_every"):
@@ -250,11 +252,30 @@ def imitation_loss(agent, cells, actions):
     return -agent.dist(cells.flatten()).log_prob(actions.flatten()).mean()
 
 
-def recall_phase(agent, optimizer, bt_model, bt_optimizer, buffer, pred, goal, kl_cells, args):
+def imitation_step(agent, imitation_optimizer, cells, actions, max_grad_norm):
+    """Algorithm 1, line 13: one step on Eq. 3 over recall traces, by the imitation's own optimizer (over the actor
+    alone): the actor-critic's Adam holds the RL gradients' moments, and a step of it would mostly repeat the last RL
+    update. The gradient is clipped as the actor-critic's is. Returns the loss."""
+    loss = imitation_loss(agent, cells, actions)
+    imitation_optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(agent.actor.parameters(), max_grad_norm)
+    imitation_optimizer.step()
+    return loss.detach()
+
+
+def step_cosine(step, base_step):
+    """The cosine, in parameter space, between the imitation's update of the policy and the base algorithm's update
+    since the last recall phase: above 0 recall pulls with the RL step, below 0 against it (0 if either is 0)."""
+    return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
+
+
+def recall_phase(agent, imitation_optimizer, bt_model, bt_optimizer, buffer, pred, goal, kl_cells, base_step, args):
     """Algorithm 1, lines 8-13: fit the learned parts of the backtracking model (Eq. 2) to the most valuable
     transitions of the top-k_traj buffer, sample recall traces back from the target states, take imitation steps
-    on them (Eq. 3). `kl_cells`: real cells on which the imitation steps' KL is measured. Returns the diagnostics
-    and the last traces (None when there is no target yet: no trajectory with a positive return)."""
+    on them (Eq. 3). `kl_cells`: real cells on which the imitation steps' KL is measured; `base_step`: the
+    actor-critic's update of the actor's parameters since the last phase. Returns the diagnostics and the last
+    traces (None when there is no target yet: no trajectory with a positive return)."""
     cells, acts, nexts, rews = (torch.as_tensor(x, device=kl_cells.device) for x in buffer.transitions())
     # line 8: the top top_k_frac of the buffer's transitions by the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}),
     # and just r_t at the goal (V of every cell at once: far cheaper than V of every transition)
@@ -276,7 +297,7 @@ def recall_phase(agent, optimizer, bt_model, bt_optimizer, buffer, pred, goal, k
     if args.imitation_updates == 0 or (args.target == "value" and buffer.best_return() <= 0):
         return stats, None
     with torch.no_grad():
-        before = agent.dist(kl_cells)
+        before, theta = agent.dist(kl_cells), parameters_to_vector(agent.actor.parameters())
     for _ in range(args.imitation_updates):
         # line 10: target states, the highest-value buffer states or the goal
         if args.target == "goal":
@@ -292,13 +313,10 @@ def recall_phase(agent, optimizer, bt_model, bt_optimizer, buffer, pred, goal, k
                 bt_model, targets, args.trace_len, pred, args.bt_state, args.bt_model
             )
         # lines 12-13: imitation step on the policy (Eq. 3)
-        stats["imitation_loss"] = imitation_loss(agent, trace_cells, trace_actions)
-        optimizer.zero_grad()
-        (args.imitation_coef * stats["imitation_loss"]).backward()
-        nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-        optimizer.step()
+        stats["imitation_loss"] = imitation_step(agent, imitation_optimizer, trace_cells, trace_actions, args.max_grad_norm)
     with torch.no_grad():
         stats["imitation_kl"] = torch.distributions.kl_divergence(before, agent.dist(kl_cells)).mean()
+        stats["step_cosine"] = step_cosine(parameters_to_vector(agent.actor.parameters()) - theta, base_step)
     stats["trace_validity"] = torch.tensor(validity)
     return stats, (trace_cells, trace_actions)
 
@@ -387,6 +405,7 @@ if __name__ == "__main__":
     n_cells, n_actions = vec_env.single_observation_space.n, vec_env.single_action_space.n
     agent = ActorCritic(n_cells, n_actions, args.hidden_size).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    imitation_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=args.imitation_lr, eps=1e-5)  # recall's own
     bt_model = BacktrackingModel(n_cells, n_actions).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
     pred = true_predecessor_table(grid).to(device)
@@ -401,6 +420,7 @@ if __name__ == "__main__":
     recent_success, recent_return = [], []
 
     global_step, iteration, start_time = 0, 0, time.time()
+    policy_mark = parameters_to_vector(agent.actor.parameters()).detach()  # the actor after the last recall phase
     num_iterations = args.total_timesteps // (args.num_steps * args.num_envs)
     next_obs, _ = vec_env.reset(seed=args.seed)
     try:
@@ -452,9 +472,12 @@ if __name__ == "__main__":
 
             if args.recall and buffer.trajectories and iteration % args.recall_every == 0:
                 # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
+                base_step = parameters_to_vector(agent.actor.parameters()).detach() - policy_mark
+                bt = (bt_model, bt_optimizer, buffer)
                 recall_stats, traces = recall_phase(
-                    agent, optimizer, bt_model, bt_optimizer, buffer, pred, grid.goal, obs_buf.flatten(), args
+                    agent, imitation_optimizer, *bt, pred, grid.goal, obs_buf.flatten(), base_step, args
                 )
+                policy_mark = parameters_to_vector(agent.actor.parameters()).detach()
                 for name, stat in recall_stats.items():
                     writer.add_scalar(f"recall/{name}", stat.item(), global_step)
                 if traces is not None:

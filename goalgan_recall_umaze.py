@@ -138,8 +138,9 @@ class Args:
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 1
     """imitation steps on the policy after each TRPO iteration, each on num_traces fresh traces"""
-    imitation_max_kl: float = 0.005
-    """each imitation step is a natural-gradient step on Eq. 3 within this mean KL on the iteration's real states"""
+    imitation_lr: float = 5e-4
+    """Adam learning rate of the imitation step, an optimizer of its own (alpha of Algorithm 1, line 13; the authors'
+    prototype imitates with Adam at 5e-4); 0 runs every recall phase without moving the policy"""
 
 
 def check_args(args: Args):
@@ -153,9 +154,11 @@ def check_args(args: Args):
                 return f"--{name.replace('_', '-')} must be >= {bound}, got {getattr(args, name)}"
     if not 0.0 <= args.r_min < args.r_max <= 1.0:
         return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
-    for name in ("max_kl", "coverage_spacing", "imitation_max_kl", "gan_lr", "vf_lr", "bt_learning_rate"):
+    for name in ("max_kl", "coverage_spacing", "gan_lr", "vf_lr", "bt_learning_rate"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if not args.imitation_lr >= 0:
+        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
     if not 0.0 < args.line_search_factor < 1.0:
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     try:
@@ -381,9 +384,8 @@ def surrogate_objective(policy, obs, actions, advantages):
     return surrogate
 
 
-def trpo_step(policy, params, obs, actions, advantages, args):
+def trpo_step(policy, params, surrogate, obs, args):
     """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
-    surrogate = surrogate_objective(policy, obs, actions, advantages)
     accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
@@ -480,11 +482,36 @@ class TransitionBuffer:
         self.size = min(self.size + len(states), self.capacity)
 
 
-def recall_phase(learner, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, kl_obs, rng, args):
+def imitation_loss(policy, obs, actions):
+    """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t, g) over the (s_t, a_t) pairs of the recall traces."""
+    return -policy(obs).log_prob(actions).sum(-1).mean()
+
+
+def imitation_step(policy, imitation_optimizer, obs, actions):
+    """Algorithm 1, line 13: one gradient step on Eq. 3 over recall traces, by the imitation's own Adam (as the
+    authors' prototype does); TRPO's step is no gradient step, and a trust-region step here would spend its whole
+    KL budget whatever the traces are worth. Returns the loss before the step."""
+    loss = imitation_loss(policy, obs, actions)
+    imitation_optimizer.zero_grad()
+    loss.backward()
+    imitation_optimizer.step()
+    return loss.detach()
+
+
+def step_cosine(step, base_step):
+    """The cosine, in parameter space, between the imitation's update of the policy and the base algorithm's update
+    since the last recall phase: above 0 recall pulls with the RL step, below 0 against it (0 if either is 0)."""
+    return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
+
+
+def recall_phase(
+    learner, imitation_optimizer, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, kl_obs, base_step, rng, args
+):
     """Algorithm 1, lines 8-13, Algorithm 2's targets: fit the backtracking model (Eq. 2), decode generator goals
-    into robot states, sample traces back from them, take imitation steps (Eq. 3) within imitation_max_kl on the
-    real states `kl_obs`. Returns the diagnostics and the traces (states, actions, goals)."""
-    policy, params, value_net, policy_obs, low, high = learner
+    into robot states, sample traces back from them, take imitation steps (Eq. 3). `kl_obs`: real states on which
+    the imitation steps' KL is measured; `base_step`: TRPO's update of the policy's parameters since the last phase.
+    Returns the diagnostics and the traces (states, actions, goals)."""
+    policy, value_net, policy_obs, low, high = learner
     n = bt_buffer.size
     d = {key: x[:n] for key, x in bt_buffer.data.items()}
     bt_model.set_normaliser(torch.cat([d["next_states"], d["goals"]], -1), d["actions"], d["states"] - d["next_states"])
@@ -503,23 +530,18 @@ def recall_phase(learner, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, 
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, targets, target_goals, args.trace_len)
         trace_obs = policy_obs(trace_states, target_goals)
         trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
-        before = policy(kl_obs)
+        before, theta = policy(kl_obs), parameters_to_vector(policy.parameters())
         stats = bt_model.nll(d["states"], d["goals"], d["actions"], d["next_states"])
     stats["target_value"] = value_net(policy_obs(targets, target_goals)).mean()
     stats.update(trace_clamped_frac=guarded.float().mean(), buffer_size=torch.tensor(float(n)))
     stats["trace_validity"] = torch.as_tensor(maze.is_free(trace_states[..., :2].cpu().numpy()).mean())  # off the walls
-    # lines 12-13: imitation steps on the policy (Eq. 3), in the trust region's geometry
+    # lines 12-13: imitation steps on the policy (Eq. 3)
     for k in range(args.imitation_updates):
         part = slice(k * args.num_traces, (k + 1) * args.num_traces)
-
-        def log_likelihood(part=part):  # Eq. 3: mean log pi(a_t|s_t, g) over the traces' pairs
-            return policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
-
-        with torch.no_grad():
-            stats["imitation_loss"] = -log_likelihood()  # before the step, as the other scripts log it
-        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
+        stats["imitation_loss"] = imitation_step(policy, imitation_optimizer, trace_obs[:, part], trace_actions[:, part])
     with torch.no_grad():
         stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
+        stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
     return stats, (trace_states, trace_actions, target_goals)
 
 
@@ -568,6 +590,7 @@ if __name__ == "__main__":
     value_net = mlp(state_dim + 2, 1, 64, nn.Tanh).to(device)
     vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
     params = [p for p in policy.parameters() if p.requires_grad]  # what TRPO's and the imitation's steps move
+    imitation_optimizer = torch.optim.Adam(params, lr=args.imitation_lr)  # recall's own
     gan = GoalGAN(goal_low, goal_high, args.gan_noise_dim).to(device)
     d_optimizer = torch.optim.Adam(gan.discriminator.parameters(), lr=args.gan_lr)
     g_optimizer = torch.optim.Adam(gan.generator.parameters(), lr=args.gan_lr)
@@ -600,6 +623,7 @@ if __name__ == "__main__":
         return success, heatmap
 
     global_step, start_time, iteration = 0, time.time(), 0
+    policy_mark = parameters_to_vector(policy.parameters()).detach()  # the policy after the last recall phase
     old_goals = np.zeros((0, 2))
     try:
         # Goal GAN's initialisation: the GAN learns the positions the initial policy visits, all labelled good
@@ -643,7 +667,8 @@ if __name__ == "__main__":
                 b_advantages = (advantages[keep] - advantages[keep].mean()) / (advantages[keep].std() + 1e-8)
 
                 # Algorithm 1, line 7: the TRPO step, then the value network
-                stats = trpo_step(policy, params, b_obs, b_actions, b_advantages, args)
+                surrogate = surrogate_objective(policy, b_obs, b_actions, b_advantages)  # pi_old: the policy now
+                stats = trpo_step(policy, params, surrogate, b_obs, args)
                 for _ in range(args.vf_epochs):
                     for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
                         value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
@@ -652,17 +677,26 @@ if __name__ == "__main__":
                         vf_optimizer.step()
                 obs_normaliser.update(b["states"][keep])
 
-                if args.recall:  # App. D: the backtracking model learns from the trajectories that reached their goals
+                # App. D: the backtracking model learns from the trajectories that reached their goals, their last
+                # (terminal) transition included: the U-Maze terminates only on reaching the goal, where traces start
+                if args.recall:
                     reached = keep & (b["success"] == 1)
                     clipped = torch.clamp(b["actions"][reached], low, high)  # what the env executed
                     bt_buffer.add(b["states"][reached], b_goals[reached], clipped, b["next_states"][reached])
                 if args.recall and bt_buffer.size > 0 and len(trace_goals) > 0:
                     # Algorithm 1, lines 8-13 (Algorithm 2's targets): backtracking model, recall traces, imitation
-                    learner = (policy, params, value_net, policy_obs, low, high)
+                    learner = (policy, value_net, policy_obs, low, high)
                     bt = (bt_model, bt_optimizer, bt_buffer)
-                    recall_stats, _ = recall_phase(learner, *bt, maze, trace_goals, b_obs, rng, args)
-                    if stats["kl"] > 0:  # how far recall moved the policy, against TRPO's own step
+                    base_step = parameters_to_vector(policy.parameters()).detach() - policy_mark
+                    recall_stats, _ = recall_phase(
+                        learner, imitation_optimizer, *bt, maze, trace_goals, b_obs, base_step, rng, args
+                    )
+                    policy_mark = parameters_to_vector(policy.parameters()).detach()
+                    if stats["kl"] > 0:  # against TRPO's own step: how far recall moved the policy, and the share of
+                        # TRPO's surrogate gain it took back (the surrogate is 0 at pi_old)
                         recall_stats["imitation_kl_ratio"] = recall_stats["imitation_kl"] / stats["kl"]
+                        with torch.no_grad():
+                            recall_stats["surrogate_undone"] = 1 - surrogate() / -stats["policy_loss"]
                     for name, stat in recall_stats.items():
                         writer.add_scalar(f"recall/{name}", stat.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)

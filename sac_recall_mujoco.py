@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from torch.nn.utils import parameters_to_vector
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -110,8 +111,9 @@ class Args:
     """minibatch size of the backtracking model"""
     bt_learning_rate: float = 1e-3
     """Adam learning rate of the backtracking model"""
-    imitation_coef: float = 0.3
-    """weight of the imitation loss on the recall traces (Eq. 3; the paper gives none, sac_imitation_coef chose it)"""
+    imitation_lr: float = 3e-4
+    """Adam learning rate of the imitation step, an optimizer of its own (alpha of Algorithm 1, line 13: the paper's
+    is the actor's); 0 runs every recall phase without moving the policy"""
     heldout_every: int = 10
     """every n-th replay-buffer slot is never trained on by the backtracking model: its held-out NLL is measured there"""
 
@@ -139,8 +141,8 @@ def check_args(args: Args):
     for name in ("policy_lr", "q_lr", "bt_learning_rate"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if args.imitation_coef < 0:
-        return f"--imitation-coef must be >= 0, got {args.imitation_coef}"
+    if not args.imitation_lr >= 0:
+        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
     for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
@@ -418,19 +420,27 @@ def bt_update(bt_model, bt_optimizer, obs, actions, next_obs):
     return nlls
 
 
-def imitation_step(actor, actor_optimizer, states, actions, imitation_coef):
-    """Algorithm 1, line 13: one step of the actor's optimizer on Eq. 3 over recall traces. Returns the loss."""
+def imitation_step(actor, imitation_optimizer, states, actions):
+    """Algorithm 1, line 13: one step on Eq. 3 over recall traces, by the imitation's own optimizer: the SAC actor's
+    Adam holds the RL gradients' moments, and a step of it would mostly repeat the last RL update. Returns the loss."""
     loss = imitation_loss(actor, states, actions)
-    actor_optimizer.zero_grad()
-    (imitation_coef * loss).backward()
-    actor_optimizer.step()
+    imitation_optimizer.zero_grad()
+    loss.backward()
+    imitation_optimizer.step()
     return loss.detach()
 
 
-def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, args):
+def step_cosine(step, base_step):
+    """The cosine, in parameter space, between the imitation's update of the policy and the base algorithm's update
+    since the last recall phase: above 0 recall pulls with the RL step, below 0 against it (0 if either is 0)."""
+    return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
+
+
+def recall_phase(actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, base_step, args):
     """Algorithm 1, lines 9-13: fit the backtracking model (Eq. 2), sample recall traces back from the targets,
-    take imitation steps on them (Eq. 3). `kl_obs`: real states on which the imitation steps' KL is measured.
-    Returns the diagnostics and the traces (states, actions)."""
+    take imitation steps on them (Eq. 3). `kl_obs`: real states on which the imitation steps' KL is measured;
+    `base_step`: SAC's update of the actor's parameters since the last phase. Returns the diagnostics and the
+    traces (states, actions)."""
     stats = {}
     # line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
@@ -440,36 +450,45 @@ def recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs
     with torch.no_grad():
         starts = bt_data["targets"].repeat(max(args.imitation_updates, 1), 1)  # the diagnostics need some
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, starts, args.trace_len)
-        before = actor.base_dist(kl_obs)
+        before, theta = actor.base_dist(kl_obs), parameters_to_vector(actor.parameters())
     stats["trace_clamped_frac"] = guarded.float().mean()
     # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
     n = len(bt_data["targets"])
     for k in range(args.imitation_updates):
         part = slice(k * n, (k + 1) * n)
-        stats["imitation_loss"] = imitation_step(
-            actor, actor_optimizer, trace_states[:, part], trace_actions[:, part], args.imitation_coef
-        )
+        stats["imitation_loss"] = imitation_step(actor, imitation_optimizer, trace_states[:, part], trace_actions[:, part])
     with torch.no_grad():  # how far the imitation steps moved the policy (pre-tanh Gaussians: tanh keeps the KL)
         stats["imitation_kl"] = mean_kl(before, actor.base_dist(kl_obs))
+        stats["step_cosine"] = step_cosine(parameters_to_vector(actor.parameters()) - theta, base_step)
     return stats, (trace_states, trace_actions)
 
 
 def evaluate(actor, env_id, episodes, seed, device):
     """The mean return of the deterministic policy (the squashed mean action) over `episodes` episodes of a fresh
-    env, seeded apart from training. It draws no random numbers, so evaluating leaves training unchanged."""
-    env, returns = gym.make(env_id), []
+    env, seeded apart from training, and its mean forward velocity (each episode's mean info["x_velocity"], None
+    where the env gives none): a high return can be standing still. It draws no random numbers, so evaluating
+    leaves training unchanged."""
+    env, returns, velocities = gym.make(env_id), [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + 10_000 + episode)
-        done, ep_return = False, 0.0
+        done, ep_return, ep_velocity = False, 0.0, []
         while not done:
             with torch.no_grad():
                 mean, _ = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])
-                obs, reward, terminated, truncated, _ = env.step(actor.squash(mean)[0].cpu().numpy())
+                obs, reward, terminated, truncated, info = env.step(actor.squash(mean)[0].cpu().numpy())
             ep_return += reward
+            ep_velocity += [info["x_velocity"]] if "x_velocity" in info else []
             done = terminated or truncated
         returns.append(ep_return)
+        velocities += [np.mean(ep_velocity)] if ep_velocity else []
     env.close()
-    return float(np.mean(returns))
+    return float(np.mean(returns)), float(np.mean(velocities)) if velocities else None
+
+
+def log_eval(writer, eval_return, velocity, global_step):
+    writer.add_scalar("eval/episodic_return", eval_return, global_step)
+    if velocity is not None:
+        writer.add_scalar("eval/forward_velocity", velocity, global_step)
 
 
 def soft_q_target(rewards, terminations, next_q, next_log_prob, alpha, gamma):
@@ -523,6 +542,7 @@ if __name__ == "__main__":
     qf2_target.load_state_dict(qf2.state_dict())
     q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    imitation_optimizer = torch.optim.Adam(actor.parameters(), lr=args.imitation_lr)  # recall's own, never SAC's
     if args.autotune:
         target_entropy = -float(act_dim)
         log_alpha = torch.zeros(1, requires_grad=True, device=device)
@@ -578,6 +598,7 @@ if __name__ == "__main__":
 
     global_step, sac_updates, start_time = 0, 0, time.time()
     next_refresh, recall_stats = 0, {}  # when to rank a fresh sample; the last recall phase's diagnostics
+    policy_mark = parameters_to_vector(actor.parameters()).detach()  # the actor after the last recall phase (a copy)
     autoreset = np.zeros(args.num_envs, dtype=bool)
     obs, _ = envs.reset(seed=args.seed)
     try:
@@ -598,8 +619,7 @@ if __name__ == "__main__":
             autoreset = add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset)
             obs = next_obs
             if args.eval_every and global_step % args.eval_every < args.num_envs and global_step < args.total_timesteps:
-                eval_return = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
-                writer.add_scalar("eval/episodic_return", eval_return, global_step)
+                log_eval(writer, *evaluate(actor, args.env_id, args.eval_episodes, args.seed, device), global_step)
             if global_step <= args.learning_starts:
                 continue
 
@@ -624,7 +644,11 @@ if __name__ == "__main__":
                 last_update = global_step >= args.total_timesteps and i == args.num_envs - 1
                 if args.recall and sac_updates % args.recall_every == 0 and not last_update:
                     # Algorithm 1, lines 9-13: backtracking model, recall traces, imitation
-                    recall_stats, _ = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, b_obs, args)
+                    base_step = parameters_to_vector(actor.parameters()).detach() - policy_mark
+                    recall_stats, _ = recall_phase(
+                        actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, b_obs, base_step, args
+                    )
+                    policy_mark = parameters_to_vector(actor.parameters()).detach()
 
             if global_step % args.log_every < args.num_envs:
                 sps = int(global_step / (time.time() - start_time))
@@ -649,8 +673,8 @@ if __name__ == "__main__":
                     print(f"global_step={global_step} SPS={sps}")
 
         if args.eval_episodes > 0:  # the deterministic policy at the end
-            eval_return = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
-            writer.add_scalar("eval/episodic_return", eval_return, global_step)
+            eval_return, velocity = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
+            log_eval(writer, eval_return, velocity, global_step)
             print(f"eval: episodic_return={eval_return:.1f} over {args.eval_episodes} episodes")
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")

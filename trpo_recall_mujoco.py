@@ -109,8 +109,9 @@ class Args:
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 1
     """imitation steps (or imagined steps) on the policy after each policy iteration, each on num_traces fresh traces"""
-    imitation_max_kl: float = 0.003
-    """each imitation (or imagined) step is a natural-gradient step within this mean KL on the iteration's real states"""
+    imitation_lr: float = 5e-4
+    """Adam learning rate of the imitation (or imagined) steps, an optimizer of their own (alpha of Algorithm 1, line
+    13; the authors' prototype imitates with Adam at 5e-4); 0 runs every recall phase without moving the policy"""
 
 
 # App. E.1, Table 1: length of the recall traces of each agent
@@ -132,9 +133,11 @@ def check_args(args: Args):
     for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    for name in ("max_kl", "imitation_max_kl", "vf_lr", "bt_learning_rate"):
+    for name in ("max_kl", "vf_lr", "bt_learning_rate"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if not args.imitation_lr >= 0:
+        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
     if not 0.0 < args.line_search_factor < 1.0:
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     if not 0.0 < args.top_k_frac <= 1.0:
@@ -358,20 +361,30 @@ class TransitionBuffer:
 
 def evaluate(policy, obs_normaliser, env_id, episodes, seed, low, high):
     """The mean return of the deterministic policy (the mean action, clipped) over `episodes` episodes of a fresh
-    env, seeded apart from training. It draws no random numbers, so evaluating leaves training unchanged."""
-    env, returns = gym.make(env_id), []
+    env, seeded apart from training, and its mean forward velocity (each episode's mean info["x_velocity"], None
+    where the env gives none): a high return can be standing still. It draws no random numbers, so evaluating
+    leaves training unchanged."""
+    env, returns, velocities = gym.make(env_id), [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + 10_000 + episode)
-        done, ep_return = False, 0.0
+        done, ep_return, ep_velocity = False, 0.0, []
         while not done:
             with torch.no_grad():
                 obs_t = obs_normaliser(torch.as_tensor(obs, dtype=torch.float32, device=low.device))
-                obs, reward, terminated, truncated, _ = env.step(torch.clamp(policy(obs_t).mean, low, high).cpu().numpy())
+                obs, reward, terminated, truncated, info = env.step(torch.clamp(policy(obs_t).mean, low, high).cpu().numpy())
             ep_return += reward
+            ep_velocity += [info["x_velocity"]] if "x_velocity" in info else []
             done = terminated or truncated
         returns.append(ep_return)
+        velocities += [np.mean(ep_velocity)] if ep_velocity else []
     env.close()
-    return float(np.mean(returns))
+    return float(np.mean(returns)), float(np.mean(velocities)) if velocities else None
+
+
+def log_eval(writer, eval_return, velocity, global_step):
+    writer.add_scalar("eval/episodic_return", eval_return, global_step)
+    if velocity is not None:
+        writer.add_scalar("eval/forward_velocity", velocity, global_step)
 
 
 def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_lambda):
@@ -466,20 +479,51 @@ def surrogate_objective(policy, obs, actions, advantages):
     return surrogate
 
 
-def trpo_step(policy, params, obs, actions, advantages, args):
+def trpo_step(policy, params, surrogate, obs, args):
     """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
-    surrogate = surrogate_objective(policy, obs, actions, advantages)
     accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
     return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted), "line_search_shrinks": shrinks}
 
 
-def recall_phase(policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args):
+def high_reward_transitions(rewards, terminations, top_k_frac):
+    """App. E.1: the indices of the top_k_frac of a batch's transitions by reward (no critic here), which join the
+    backtracking model's buffer. A terminal transition never does: on MuJoCo it is a fall, and traces that start
+    from falls teach the policy to fall."""
+    ranked = torch.argsort(rewards.masked_fill(terminations.bool(), -torch.inf), descending=True)
+    return ranked[: min(max(1, int(top_k_frac * len(rewards))), int((terminations == 0).sum()))]
+
+
+def imitation_loss(policy, obs, actions):
+    """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
+    return -policy(obs).log_prob(actions).sum(-1).mean()
+
+
+def imitation_step(policy, imitation_optimizer, obs, actions):
+    """Algorithm 1, line 13: one gradient step on Eq. 3 over recall traces, by the imitation's own Adam (as the
+    authors' prototype does); TRPO's step is no gradient step, and a trust-region step here would spend its whole
+    KL budget whatever the traces are worth. Returns the loss before the step."""
+    loss = imitation_loss(policy, obs, actions)
+    imitation_optimizer.zero_grad()
+    loss.backward()
+    imitation_optimizer.step()
+    return loss.detach()
+
+
+def step_cosine(step, base_step):
+    """The cosine, in parameter space, between the imitation's update of the policy and the base algorithm's update
+    since the last recall phase: above 0 recall pulls with the RL step, below 0 against it (0 if either is 0)."""
+    return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
+
+
+def recall_phase(
+    policy, imitation_optimizer, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, base_step, low, high, args
+):
     """Algorithm 1, lines 8-13: fit the backtracking model (Eq. 2) to the high-reward buffer, sample recall traces
-    back from its states, and take natural-gradient imitation steps on them (Eq. 3), each within imitation_max_kl
-    on the real states `kl_obs` (normalised), so recall moves the policy by a bounded, measured amount. Returns
-    the diagnostics and the traces (states, actions)."""
+    back from its states, and take imitation steps on them (Eq. 3). `kl_obs`: the real states (normalised) on which
+    the imitation steps' KL is measured; `base_step`: TRPO's update of the policy's parameters since the last phase.
+    Returns the diagnostics and the traces (states, actions)."""
     n = bt_buffer.size
     bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
     fit_normaliser(bt_model, obs=bt_next, action=bt_actions, delta=bt_obs - bt_next)
@@ -496,30 +540,26 @@ def recall_phase(policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buff
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, bt_next[targets], args.trace_len)
         trace_obs = obs_normaliser(trace_states)  # the policy sees normalised observations
         trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
-        before = policy(kl_obs)
+        before, theta = policy(kl_obs), parameters_to_vector(policy.parameters())
         nlls = bt_model.nll(bt_obs, bt_actions, bt_next)
     stats = {**nlls, "target_value": bt_buffer.rewards[targets].mean(), "trace_clamped_frac": guarded.float().mean()}
-    # lines 12-13: imitation steps on the policy (Eq. 3), in the trust region's geometry
+    # lines 12-13: imitation steps on the policy (Eq. 3)
     for k in range(args.imitation_updates):
         part = slice(k * args.num_traces, (k + 1) * args.num_traces)
-
-        def log_likelihood(part=part):  # Eq. 3: mean log pi(a_t|s_t) over the traces' pairs
-            return policy(trace_obs[:, part]).log_prob(trace_actions[:, part]).sum(-1).mean()
-
-        with torch.no_grad():
-            stats["imitation_loss"] = -log_likelihood()  # before the step, as the other scripts log it
-        natural_gradient_step(policy, params, log_likelihood, kl_obs, args.imitation_max_kl, args)
+        stats["imitation_loss"] = imitation_step(policy, imitation_optimizer, trace_obs[:, part], trace_actions[:, part])
     with torch.no_grad():
         stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
+        stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
     return stats, (trace_states, trace_actions)
 
 
-def dyna_phase(policy, params, obs_normaliser, value_net, fwd_model, fwd_optimizer, fwd_buffer, real_obs, low, high, args):
+def dyna_phase(policy, imitation_optimizer, obs_normaliser, value_net, fwd, real_obs, base_step, low, high, args):
     """App. G, Dyna with an on-policy learner, in place of lines 8-13: fit the forward model to the recent real
     transitions by maximum likelihood, roll the policy forwards in it from the batch's real states `real_obs`, and
-    take natural-gradient steps on TRPO's surrogate over the imagined transitions (GAE with the value network,
-    bootstrapped at the rollout's end), each within imitation_max_kl on the real states: recall's budget and
-    geometry, only the experience differs. Returns the diagnostics and the rollouts (states, actions, rewards)."""
+    take steps of the imitation's optimizer up TRPO's surrogate over the imagined transitions (GAE with the value
+    network, bootstrapped at the rollout's end): recall's optimizer and number of steps, only the experience differs.
+    Returns the diagnostics and the rollouts (states, actions, rewards)."""
+    fwd_model, fwd_optimizer, fwd_buffer = fwd
     kl_obs = obs_normaliser(real_obs)  # the batch's states as the policy now sees them
     n = fwd_buffer.size
     obs, acts, nxt, rew = fwd_buffer.obs[:n], fwd_buffer.actions[:n], fwd_buffer.next_obs[:n], fwd_buffer.rewards[:n]
@@ -539,7 +579,7 @@ def dyna_phase(policy, params, obs_normaliser, value_net, fwd_model, fwd_optimiz
         values = value_net(obs_n).squeeze(-1)
         no_end = torch.zeros_like(rewards)  # no termination is modelled; the last step bootstraps from V(s_T)
         advantages = compute_gae(rewards, values[:-1], values[1:], no_end, no_end, args.gamma, args.gae_lambda)
-        before = policy(kl_obs)
+        before, theta = policy(kl_obs), parameters_to_vector(policy.parameters())
         nlls = fwd_model.nll(obs, acts, nxt, rew)
     stats = {**nlls, "imagined_reward": rewards.mean(), "trace_clamped_frac": guarded.float().mean()}
     for k in range(args.imitation_updates):
@@ -548,9 +588,12 @@ def dyna_phase(policy, params, obs_normaliser, value_net, fwd_model, fwd_optimiz
         surrogate = surrogate_objective(
             policy, obs_n[:-1, part].flatten(0, 1), actions[:, part].flatten(0, 1), (adv - adv.mean()) / (adv.std() + 1e-8)
         )
-        natural_gradient_step(policy, params, surrogate, kl_obs, args.imitation_max_kl, args)
+        imitation_optimizer.zero_grad()
+        (-surrogate()).backward()
+        imitation_optimizer.step()
     with torch.no_grad():
         stats["imagined_kl"] = mean_kl(before, policy(kl_obs))
+        stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
     return stats, (states, actions, rewards)
 
 
@@ -598,7 +641,8 @@ if __name__ == "__main__":
     policy = GaussianPolicy(obs_dim, act_dim).to(device)
     value_net = mlp(obs_dim, 1, 64, nn.Tanh).to(device)
     vf_optimizer = torch.optim.Adam(value_net.parameters(), lr=args.vf_lr)
-    params = list(policy.parameters())  # what TRPO's and the imitation's natural-gradient steps move
+    params = list(policy.parameters())  # what TRPO's natural-gradient step moves
+    imitation_optimizer = torch.optim.Adam(params, lr=args.imitation_lr)  # recall's (or Dyna's) own
     bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
     bt_buffer = TransitionBuffer(args.bt_buffer_size, obs_dim, act_dim, device)
@@ -614,6 +658,7 @@ if __name__ == "__main__":
 
     global_step, start_time = 0, time.time()
     num_iterations = args.total_timesteps // (args.num_envs * args.num_steps)
+    policy_mark = parameters_to_vector(params).detach()  # the policy after the last recall phase
     autoreset = np.zeros(args.num_envs, dtype=bool)
     next_obs, _ = envs.reset(seed=args.seed)
     try:
@@ -651,7 +696,8 @@ if __name__ == "__main__":
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
             # Algorithm 1, line 7: the TRPO step, then the value network
-            stats = trpo_step(policy, params, b_obs, b_actions, b_advantages, args)
+            surrogate = surrogate_objective(policy, b_obs, b_actions, b_advantages)  # pi_old: the policy now
+            stats = trpo_step(policy, params, surrogate, b_obs, args)
             for _ in range(args.vf_epochs):
                 for mb in torch.randperm(len(b_obs), device=device).split(args.vf_minibatch_size):
                     value_loss = ((value_net(b_obs[mb]).squeeze(-1) - b_returns[mb]) ** 2).mean()
@@ -662,15 +708,16 @@ if __name__ == "__main__":
 
             if args.recall:
                 b_rewards = rewards.flatten()[keep]
+                base_step = parameters_to_vector(params).detach() - policy_mark
                 if args.model == "backward":
-                    # App. E.1: the top_k_frac of the batch's transitions by reward join the buffer (no critic here)
-                    top = torch.argsort(b_rewards, descending=True)[: max(1, int(args.top_k_frac * len(b_rewards)))]
+                    top = high_reward_transitions(b_rewards, terminations.flatten()[keep], args.top_k_frac)
                     b_clipped = torch.clamp(b_actions[top], low, high)
                     bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
                     kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
+                    bt = (bt_model, bt_optimizer, bt_buffer)
                     # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                     recall_stats, _ = recall_phase(
-                        policy, params, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, low, high, args
+                        policy, imitation_optimizer, obs_normaliser, *bt, kl_obs, base_step, low, high, args
                     )
                 else:
                     # App. G: every real transition of the batch joins the forward model's buffer; before it does,
@@ -682,24 +729,19 @@ if __name__ == "__main__":
                         for name, stat in held.items():
                             writer.add_scalar(f"recall/heldout_{name}", stat.item(), global_step)
                     bt_buffer.add(b_raw_obs, b_clipped, b_raw_next_obs, b_rewards)
+                    fwd = (fwd_model, fwd_optimizer, bt_buffer)
                     recall_stats, _ = dyna_phase(
-                        policy,
-                        params,
-                        obs_normaliser,
-                        value_net,
-                        fwd_model,
-                        fwd_optimizer,
-                        bt_buffer,
-                        b_raw_obs,
-                        low,
-                        high,
-                        args,
+                        policy, imitation_optimizer, obs_normaliser, value_net, fwd, b_raw_obs, base_step, low, high, args
                     )
+                policy_mark = parameters_to_vector(params).detach()
+                if stats["kl"] > 0:  # against TRPO's own step: how far the model's experience moved the policy, and
+                    # the share of TRPO's surrogate gain it took back (the surrogate is 0 at pi_old)
+                    moved = "imitation_kl" if args.model == "backward" else "imagined_kl"
+                    recall_stats[f"{moved}_ratio"] = recall_stats[moved] / stats["kl"]
+                    with torch.no_grad():
+                        recall_stats["surrogate_undone"] = 1 - surrogate() / -stats["policy_loss"]
                 for name, stat in recall_stats.items():
                     writer.add_scalar(f"recall/{name}", stat.item(), global_step)
-                moved = "imitation_kl" if args.model == "backward" else "imagined_kl"
-                if stats["kl"] > 0:  # how far the model's experience moved the policy, against TRPO's own step
-                    writer.add_scalar(f"recall/{moved}_ratio", recall_stats[moved].item() / stats["kl"], global_step)
                 writer.add_scalar("recall/trace_len", args.trace_len, global_step)
 
             sps = int(global_step / (time.time() - start_time))
@@ -714,12 +756,12 @@ if __name__ == "__main__":
             batch_steps = args.num_envs * args.num_steps  # an evaluation when global_step passes a multiple of eval_every
             if args.eval_every and global_step // args.eval_every > (global_step - batch_steps) // args.eval_every:
                 if iteration < num_iterations:  # the last one follows
-                    eval_return = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
-                    writer.add_scalar("eval/episodic_return", eval_return, global_step)
+                    evaluation = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
+                    log_eval(writer, *evaluation, global_step)
 
         if args.eval_episodes > 0:  # the deterministic policy at the end
-            eval_return = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
-            writer.add_scalar("eval/episodic_return", eval_return, global_step)
+            eval_return, velocity = evaluate(policy, obs_normaliser, args.env_id, args.eval_episodes, args.seed, low, high)
+            log_eval(writer, eval_return, velocity, global_step)
             print(f"eval: episodic_return={eval_return:.1f} over {args.eval_episodes} episodes")
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")

@@ -1,12 +1,15 @@
 """What the script tests share: run a script as a user would, read back its TensorBoard log."""
 
+import copy
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +21,59 @@ def run_script(script, cwd, *flags, timeout=600):
     command = [sys.executable, str(ROOT / script), *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def optimizers_by_phase(script, cwd, *flags):
+    """Run ROOT/script with flags in this process, in cwd, and record where each optimizer steps: the optimizers that
+    stepped inside a recall phase (`recall_phase`, or `dyna_phase`, on the call stack) and those that stepped outside
+    one, as two sets of ids. Returns the two sets and the run's globals."""
+    inside, outside, alive = set(), set(), []
+
+    def record(optimizer, args, kwargs):
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_name not in ("recall_phase", "dyna_phase"):
+            frame = frame.f_back
+        (inside if frame is not None else outside).add(id(optimizer))
+        alive.append(optimizer)  # an id stays unique while its optimizer lives
+
+    handle = register_optimizer_step_pre_hook(record)
+    argv, before = sys.argv, os.getcwd()
+    try:
+        sys.argv = [script, *flags]
+        os.chdir(cwd)
+        run_globals = runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        handle.remove()
+        sys.argv = argv
+        os.chdir(before)
+    return inside, outside, run_globals
+
+
+def assert_imitation_has_its_own_optimizer(script, cwd, *flags):
+    """A short run of the script with recall: a recall phase ran, and no optimizer that steps in a recall phase (the
+    backtracking model's, the imitation's) ever steps outside one, nor the other way round: recall never moves the
+    base algorithm's optimizer state (an imitation step of the RL optimizer would mostly repeat the RL update)."""
+    inside, outside, _ = optimizers_by_phase(script, cwd, *flags, "--recall")
+    assert inside, "no recall phase ran"
+    assert not inside & outside, "an optimizer steps both in the recall phase and outside it"
+
+
+def assert_recall_leaves_alone(policy, base_optimizer, phase):
+    """`base_optimizer` (the base algorithm's) takes 20 steps on the policy, so that its moments hold gradients, then
+    `phase(imitation_optimizer)` runs a recall phase: with an imitation optimizer of learning rate 0 it leaves the
+    policy's parameters and the base optimizer's state bit-identical. As a check of the check, the same phase handed
+    the base optimizer (recall's step before it had its own) moves the policy."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    for _ in range(20):
+        base_optimizer.zero_grad()
+        sum((p**2).sum() for p in params).backward()  # a loss whose gradient moves every parameter
+        base_optimizer.step()
+    before, state = [p.detach().clone() for p in params], copy.deepcopy(base_optimizer.state_dict()["state"])
+    phase(torch.optim.Adam(params, lr=0.0))
+    torch.testing.assert_close(params, before, rtol=0, atol=0)
+    torch.testing.assert_close(base_optimizer.state_dict()["state"], state, rtol=0, atol=0)
+    phase(base_optimizer)
+    assert any(not torch.equal(p, q) for p, q in zip(params, before, strict=True))
 
 
 def scalars(cwd):

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_mujoco_smoke, assert_refused, assert_same_seed_same_numbers, assert_trace_guard_holds, scalars
+from helpers import (
+    assert_imitation_has_its_own_optimizer,
+    assert_mujoco_smoke,
+    assert_recall_leaves_alone,
+    assert_refused,
+    assert_same_seed_same_numbers,
+    assert_trace_guard_holds,
+    scalars,
+)
 from helpers import run_script as run_any_script
 from sac_recall_mujoco import (
     Actor,
@@ -148,20 +156,29 @@ def recall_args(**overrides):
     return Args(**{**flags, **overrides})
 
 
+def phase_setup(bt_learning_rate=1e-3, **overrides):
+    """The drift buffer's high-value set (value: the first coordinate), a fresh actor and backtracking model, and
+    recall_phase as a function of the imitation's optimizer."""
+    torch.manual_seed(0)
+    args = recall_args(**overrides)
+    bt_data = rank_replay_sample(drift_buffer(), lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
+    actor, bt_model = Actor(3, 2, -np.ones(2), np.ones(2)), BacktrackingModel(3, 2)
+    bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
+    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=bt_learning_rate)
+    base_step = torch.ones(sum(p.numel() for p in actor.parameters()))
+
+    def phase(imitation_optimizer):
+        return recall_phase(actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, bt_data["obs"], base_step, args)
+
+    return actor, bt_data, phase
+
+
 def test_recall_phase_learns_the_step_back_from_real_transitions():
     """Trained through recall_phase on real consecutive (s_t, a_t, s_{t+1}), the backtracking model's traces walk
     backwards: each step subtracts DRIFT. Swapped pairs in training, or a flipped delta_s in the traces, walk
     forwards instead."""
-    torch.manual_seed(0)
-    args = recall_args(bt_updates=400, imitation_updates=0)
-    rb = drift_buffer()
-    bt_data = rank_replay_sample(rb, lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
-    actor, bt_model = Actor(3, 2, -np.ones(2), np.ones(2)), BacktrackingModel(3, 2)
-    bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
-    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=3e-3)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4)
-    kl_obs = bt_data["obs"][:64]
-    _, (states, _) = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, args)
+    actor, bt_data, phase = phase_setup(bt_learning_rate=3e-3, bt_updates=400, imitation_updates=0)
+    _, (states, _) = phase(torch.optim.Adam(actor.parameters(), lr=3e-4))
     walked = (states - bt_data["targets"]).mean(1)  # (trace_len, 3): the mean displacement t + 1 steps back
     expected = -torch.arange(1, 6)[:, None] * DRIFT
     torch.testing.assert_close(walked, expected, rtol=0, atol=0.15)
@@ -177,18 +194,11 @@ def test_terminal_next_states_are_neither_targets_nor_training_data():
 
 
 def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
-    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood,
-    and the step's KL is logged. With the imitation sign flipped, or its coefficient 0, it does not."""
-    torch.manual_seed(0)
-    args = recall_args(imitation_coef=1.0)
-    rb = drift_buffer()
-    bt_data = rank_replay_sample(rb, lambda s: s[:, 0], args, np.random.default_rng(0), "cpu")
-    actor, bt_model = Actor(3, 2, -np.ones(2), np.ones(2)), BacktrackingModel(3, 2)
-    bt_model.update_normaliser(bt_data["next_obs"], bt_data["actions"], bt_data["obs"] - bt_data["next_obs"])
+    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood, and
+    the step's KL and its cosine with the base step are logged. With the imitation sign flipped it does not."""
+    actor, _, phase = phase_setup()
     before = copy.deepcopy(actor)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
-    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=1e-3)
-    stats, (states, actions) = recall_phase(actor, actor_optimizer, bt_model, bt_optimizer, bt_data, bt_data["obs"], args)
+    stats, (states, actions) = phase(torch.optim.Adam(actor.parameters(), lr=1e-3))
     with torch.no_grad():
         gain = (
             actor.log_prob(states.flatten(0, 1), actions.flatten(0, 1))
@@ -196,6 +206,12 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
         ).mean()
     assert gain > 0.01
     assert stats["imitation_kl"] > 0.0 and 0.0 <= stats["trace_clamped_frac"] <= 1.0
+    assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
+
+
+def test_a_recall_phase_at_imitation_lr_0_leaves_the_actor_and_sacs_adam_alone():
+    actor, _, phase = phase_setup()
+    assert_recall_leaves_alone(actor, torch.optim.Adam(actor.parameters(), lr=3e-4), phase)
 
 
 class CounterEnv(gym.Env):
@@ -273,7 +289,7 @@ def test_trace_len_defaults_follow_table_2():
         (["--heldout-every", "1"], "--heldout-every must be >= 2"),
         (["--seed", "-5"], "--seed must be >= 0"),
         (["--q-lr", "-1"], "--q-lr must be > 0"),
-        (["--imitation-coef", "-1"], "--imitation-coef must be >= 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
         (["--log-every", "0"], "--log-every must be >= 1"),
     ],
 )
@@ -284,10 +300,11 @@ def test_bad_arguments_get_one_line(tmp_path, flags, message):
 SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "1200", "--learning-starts", "500", "--batch-size", "64"]
 SMOKE += ["--bt-sample-size", "400", "--bt-refresh", "300", "--eval-episodes", "1"]
 SHARED_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"]
+SHARED_TAGS += ["eval/forward_velocity"]
 SHARED_TAGS += ["losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "losses/entropy"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/heldout_bt_action_nll", "recall/heldout_bt_state_nll"]
 RECALL_TAGS += ["recall/imitation_loss", "recall/imitation_kl", "recall/trace_len", "recall/target_value"]
-RECALL_TAGS += ["recall/trace_clamped_frac", "recall/refresh_heldout_bt_state_nll"]
+RECALL_TAGS += ["recall/trace_clamped_frac", "recall/refresh_heldout_bt_state_nll", "recall/step_cosine"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
@@ -297,6 +314,11 @@ def test_smoke_logs_every_tag(tmp_path, recall):  # traces of 20 steps: Table 2'
     )
     assert len(logged["eval/episodic_return"]) == 3  # on the way, and at the end
     assert {"actor", "qf1", "qf2"} <= checkpoint.keys()
+
+
+def test_no_sac_optimizer_steps_in_a_recall_phase(tmp_path):
+    flags = [*SMOKE[:2], "--total-timesteps", "700", *SMOKE[4:-2], "--eval-episodes", "0", "--eval-every", "0"]
+    assert_imitation_has_its_own_optimizer(SCRIPT, tmp_path, *flags)
 
 
 def test_same_seed_same_numbers_and_no_recall_phase_after_the_last_update(tmp_path):
