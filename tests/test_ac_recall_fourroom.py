@@ -20,7 +20,13 @@ from ac_recall_fourroom import (
     recall_phase,
     true_predecessor_table,
 )
-from helpers import assert_fourroom_run_logged, assert_refused, scalars
+from helpers import (
+    assert_fourroom_run_logged,
+    assert_imitation_has_its_own_optimizer,
+    assert_recall_leaves_alone,
+    assert_refused,
+    scalars,
+)
 from helpers import run_script as run_any_script
 
 run_script = partial(run_any_script, "ac_recall_fourroom.py")
@@ -142,25 +148,31 @@ def random_walk_buffer(env, n_traj=64, length=20, seed=0):
 
 
 def phase_setup(env, **overrides):
+    """A fresh actor-critic and backtracking model on the grid, and recall_phase on a random-walk buffer as a
+    function of the imitation's optimizer."""
     torch.manual_seed(0)
     flags = dict(top_k_frac=1.0, target="goal", bt_updates=1, imitation_updates=1, num_traces=64, trace_len=6)
     args = Args(size=env.size, **{**flags, **overrides})
     n = env.observation_space.n
     agent, bt_model = ActorCritic(n, 4, 16), BacktrackingModel(n, 4)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=3e-3)
-    kl_cells = torch.as_tensor(env.free_cells)
-    return agent, optimizer, bt_model, bt_optimizer, true_predecessor_table(env), kl_cells, args
+    pred, buffer, kl_cells = true_predecessor_table(env), random_walk_buffer(env), torch.as_tensor(env.free_cells)
+    base_step = torch.ones(sum(p.numel() for p in agent.actor.parameters()))
+
+    def phase(imitation_optimizer):
+        return recall_phase(
+            agent, imitation_optimizer, bt_model, bt_optimizer, buffer, pred, env.goal, kl_cells, base_step, args
+        )
+
+    return agent, pred, phase
 
 
 def test_recall_phase_learns_the_step_back_from_real_transitions():
     """Trained through recall_phase on the buffer's real (s_t, a_t, s_{t+1}), the learned state model's traces are
     true backward steps (validity near 1). Trained on swapped pairs it learns the forward step, and they are not."""
     env = small_grid()
-    agent, optimizer, bt_model, bt_optimizer, pred, kl_cells, args = phase_setup(env, bt_updates=1500)
-    stats, (cells, actions) = recall_phase(
-        agent, optimizer, bt_model, bt_optimizer, random_walk_buffer(env), pred, env.goal, kl_cells, args
-    )
+    agent, pred, phase = phase_setup(env, bt_updates=1500)
+    stats, (cells, actions) = phase(torch.optim.Adam(agent.actor.parameters(), lr=1e-2))
     assert stats["trace_validity"] >= 0.9
     nexts = torch.cat([torch.full((1, 64), env.goal), cells[:-1]])
     assert pred[nexts, actions, cells].float().mean() >= 0.9
@@ -168,16 +180,26 @@ def test_recall_phase_learns_the_step_back_from_real_transitions():
 
 def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
     """One recall phase, true state model, one imitation step: the policy gives its traces' actions a higher
-    log-likelihood, and the step's KL is logged. With the imitation sign flipped, or its coefficient 0, it does not."""
+    log-likelihood, and the step's KL and its cosine with the base step are logged. With the imitation sign flipped
+    it does not."""
     env = small_grid()
-    agent, optimizer, bt_model, bt_optimizer, pred, kl_cells, args = phase_setup(env, bt_state="true")
+    agent, _, phase = phase_setup(env, bt_state="true")
     before = copy.deepcopy(agent)
-    stats, (cells, actions) = recall_phase(
-        agent, optimizer, bt_model, bt_optimizer, random_walk_buffer(env), pred, env.goal, kl_cells, args
-    )
+    stats, (cells, actions) = phase(torch.optim.Adam(agent.actor.parameters(), lr=1e-2))
     with torch.no_grad():
         gain = (agent.dist(cells).log_prob(actions) - before.dist(cells).log_prob(actions)).mean()
     assert gain > 0.01 and stats["imitation_kl"] > 0.0
+    assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
+
+
+def test_a_recall_phase_at_imitation_lr_0_leaves_the_policy_and_the_actor_critics_adam_alone():
+    agent, _, phase = phase_setup(small_grid(), bt_state="true")
+    assert_recall_leaves_alone(agent.actor, torch.optim.Adam(agent.parameters(), lr=1e-3, eps=1e-5), phase)
+
+
+def test_no_actor_critic_optimizer_steps_in_a_recall_phase(tmp_path):
+    flags = ["--size", "7", "--total-timesteps", "2048", "--num-envs", "4", "--eval-episodes", "0", "--target", "goal"]
+    assert_imitation_has_its_own_optimizer("ac_recall_fourroom.py", tmp_path, *flags)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +212,7 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
         (["--env-id", "CartPole-v1"], "--env-id must be FourRoom-v0"),
         (["--seed", "-5"], "--seed must be >= 0"),
         (["--bt-learning-rate", "-1"], "--bt-learning-rate must be > 0"),
-        (["--imitation-coef", "-1"], "--imitation-coef must be >= 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
@@ -202,7 +224,7 @@ def test_smoke_logs_every_tag(tmp_path):
     result = run_script(tmp_path, *flags, "--save-model")
     assert result.returncode == 0, result.stderr
     recall_tags = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/trace_len"]
-    recall_tags += ["recall/target_value", "recall/trace_validity", "recall/imitation_kl"]
+    recall_tags += ["recall/target_value", "recall/trace_validity", "recall/imitation_kl", "recall/step_cosine"]
     _, logged, checkpoint = assert_fourroom_run_logged(tmp_path, recall_tags)
     assert all(0.0 <= v <= 1.0 for v in logged["recall/trace_validity"])
     assert logged["recall/trace_len"][-1] == 10
@@ -234,11 +256,11 @@ def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
 
 def test_recall_traces_beat_the_same_run_without_imitation(tmp_path):
     """11x11, seed 1, 30720 steps, the defaults (everything learned, value targets), against the same run with
-    --imitation-coef 0 (the backtracking model still trains, its traces are never imitated): with recall the last
+    --imitation-lr 0 (the backtracking model still trains, its traces are never imitated): with recall the last
     100 training episodes all reach the goal (1.0 when this test was written), without it about 1 in 7 (0.15).
     The margin asked for is 0.5."""
     success = {}
-    for name, flags in (("recall", []), ("no_imitation", ["--imitation-coef", "0"])):
+    for name, flags in (("recall", []), ("no_imitation", ["--imitation-lr", "0"])):
         (tmp_path / name).mkdir()
         result = run_script(tmp_path / name, "--size", "11", "--total-timesteps", "30720", "--seed", "1", *flags)
         assert result.returncode == 0, result.stderr
