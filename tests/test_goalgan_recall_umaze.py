@@ -24,7 +24,15 @@ from goalgan_recall_umaze import (
     recall_phase,
     train_gan,
 )
-from helpers import assert_refused, assert_same_seed_same_numbers, assert_trace_guard_holds, run_script, scalars
+from helpers import (
+    assert_imitation_has_its_own_optimizer,
+    assert_recall_leaves_alone,
+    assert_refused,
+    assert_same_seed_same_numbers,
+    assert_trace_guard_holds,
+    run_script,
+    scalars,
+)
 
 SCRIPT = "goalgan_recall_umaze.py"
 run_goalgan = partial(run_script, SCRIPT)
@@ -154,7 +162,8 @@ def test_trace_guard_holds_long_traces_near_the_training_states():
 
 def recall_setup(env_id, drift, **overrides):
     """The maze's decoder, a buffer of real steps s_{t+1} = s_t + drift + noise under random actions and goals, a
-    fresh goal-conditioned policy and backtracking model, and the other arguments of recall_phase."""
+    fresh goal-conditioned policy and backtracking model, and recall_phase as a function of the imitation's
+    optimizer."""
     torch.manual_seed(0)
     maze = gym.make(env_id).unwrapped
     maze.reset(seed=0)
@@ -170,19 +179,21 @@ def recall_setup(env_id, drift, **overrides):
         return torch.cat([s, g.expand(s.shape[:-1] + (2,)) / 4.0], -1)
 
     low, high = torch.as_tensor(maze.action_space.low), torch.as_tensor(maze.action_space.high)
-    learner = (
-        policy,
-        [p for p in policy.parameters() if p.requires_grad],
-        mlp(state_dim + 2, 1, 8, torch.nn.Tanh),
-        policy_obs,
-        low,
-        high,
-    )
+    learner = (policy, mlp(state_dim + 2, 1, 8, torch.nn.Tanh), policy_obs, low, high)
     bt_model = BacktrackingModel(state_dim, 2, act_dim)
-    bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
+    bt = (bt_model, torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate), bt_buffer)
     trace_goals = np.stack([maze.sample_goal() for _ in range(32)])
-    kl_obs = policy_obs(states[:512], goals[:512])
-    return learner, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, kl_obs, np.random.default_rng(0), args
+    kl_obs, base_step = policy_obs(states[:512], goals[:512]), torch.ones(sum(p.numel() for p in policy.parameters()))
+
+    def phase(imitation_optimizer):
+        rng = np.random.default_rng(0)
+        return recall_phase(learner, imitation_optimizer, *bt, maze, trace_goals, kl_obs, base_step, rng, args)
+
+    return learner, kl_obs, phase
+
+
+def policy_optimizer(learner, lr=5e-4):
+    return torch.optim.Adam([p for p in learner[0].parameters() if p.requires_grad], lr=lr)
 
 
 def test_recall_phase_learns_the_step_back_from_real_transitions():
@@ -190,31 +201,38 @@ def test_recall_phase_learns_the_step_back_from_real_transitions():
     model's traces from the decoded goals walk backwards: each step subtracts the drift. Swapped pairs in training,
     or a flipped delta_s in the traces, walk forwards instead."""
     drift = torch.tensor([0.5, -0.25, 0.0, 0.1])
-    setup = recall_setup("PointUMaze-v0", drift, bt_updates=400, imitation_updates=0)
-    _, (states, _, _) = recall_phase(*setup)
+    learner, _, phase = recall_setup("PointUMaze-v0", drift, bt_updates=400, imitation_updates=0)
+    _, (states, _, _) = phase(policy_optimizer(learner))
     torch.testing.assert_close((states[1:] - states[:-1]).mean(1), -drift.expand(4, 4), rtol=0, atol=0.1)
 
 
-def test_an_imitation_step_raises_the_log_likelihood_of_its_traces_within_its_kl():
-    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood, and
-    moves by at most imitation_max_kl on the real states. With the imitation sign flipped it does not."""
-    setup = recall_setup("PointUMaze-v0", torch.tensor([0.5, -0.25, 0.0, 0.1]), imitation_max_kl=0.01)
-    (policy, _, _, policy_obs, low, high), kl_obs = setup[0], setup[6]
+def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
+    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood; the
+    step's KL on the real states and its cosine with the base step are logged. With the imitation sign flipped it
+    does not."""
+    learner, kl_obs, phase = recall_setup("PointUMaze-v0", torch.tensor([0.5, -0.25, 0.0, 0.1]))
+    policy, _, policy_obs, low, high = learner
     before = copy.deepcopy(policy)
-    stats, (states, actions, goals) = recall_phase(*setup)
+    stats, (states, actions, goals) = phase(policy_optimizer(learner, lr=2e-3))
     trace_obs, trace_actions = policy_obs(states, goals), actions.clamp(low, high)
     with torch.no_grad():
         new, old = policy(trace_obs).log_prob(trace_actions), before(trace_obs).log_prob(trace_actions)
         kl = mean_kl(before(kl_obs), policy(kl_obs))
     assert (new - old).sum(-1).mean() > 0.01
-    assert 0.001 < kl <= 0.01 and stats["imitation_kl"] == pytest.approx(kl.item())
+    assert kl > 0 and stats["imitation_kl"] == pytest.approx(kl.item())
+    assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
+
+
+def test_a_recall_phase_at_imitation_lr_0_leaves_the_policy_alone():
+    learner, _, phase = recall_setup("PointUMaze-v0", torch.tensor([0.5, -0.25, 0.0, 0.1]))
+    assert_recall_leaves_alone(learner[0], policy_optimizer(learner), phase)
 
 
 def test_one_recall_phase_on_the_ant_decoder():
     """The Ant's goals decode into full Ant states (29 numbers, the robot at the goal); one recall phase with App.
     D's traces of 50 runs on them, stays finite, and moves the policy."""
-    setup = recall_setup("AntUMaze-v0", 0.01 * torch.ones(29), trace_len=50, num_traces=8, bt_updates=5)
-    stats, (states, actions, goals) = recall_phase(*setup)
+    learner, _, phase = recall_setup("AntUMaze-v0", 0.01 * torch.ones(29), trace_len=50, num_traces=8, bt_updates=5)
+    stats, (states, actions, goals) = phase(policy_optimizer(learner))
     assert states.shape == (50, 8, 29) and actions.shape == (50, 8, 8) and goals.shape == (8, 2)
     assert all(torch.isfinite(v).all() for v in stats.values())
     assert stats["imitation_kl"] > 0 and 0 <= stats["trace_clamped_frac"] <= 1
@@ -229,7 +247,7 @@ def test_one_recall_phase_on_the_ant_decoder():
         (["--r-min", "0.9", "--r-max", "0.1"], "--r-min and --r-max need 0 <= r_min < r_max <= 1"),
         (["--env-id", "AntUMaze-v0", "--coverage-spacing", "2"], "--coverage-spacing 2.0 puts no feasible goal"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--imitation-max-kl", "-1"], "--imitation-max-kl must be > 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
         (["--gan-lr", "0"], "--gan-lr must be > 0"),
     ],
 )
@@ -244,7 +262,7 @@ SHARED_TAGS += ["charts/coverage", "charts/iteration", "charts/good_goal_frac", 
 SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/kl", "losses/gan_d_loss"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
 RECALL_TAGS += ["recall/imitation_kl_ratio", "recall/trace_len", "recall/target_value", "recall/trace_validity"]
-RECALL_TAGS += ["recall/trace_clamped_frac", "recall/buffer_size"]
+RECALL_TAGS += ["recall/trace_clamped_frac", "recall/buffer_size", "recall/step_cosine", "recall/surrogate_undone"]
 
 
 @pytest.mark.parametrize(
@@ -274,6 +292,10 @@ def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
         assert not recall_logged
     checkpoint = torch.load(next(run_dir.glob("*.pt")), weights_only=False)
     assert {"policy", "value_net", "obs_normaliser", "gan", "bt_model", "args"} <= checkpoint.keys()
+
+
+def test_no_optimizer_steps_both_in_and_out_of_a_recall_phase(tmp_path):
+    assert_imitation_has_its_own_optimizer(SCRIPT, tmp_path, *SMOKE)
 
 
 def test_same_seed_same_numbers(tmp_path):
