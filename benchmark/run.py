@@ -169,10 +169,11 @@ SWITCHES = ("recall", "per")  # a script's switch of its method: the Args fields
 
 def acting(script, args):
     """The arguments that act: with a method's switch off (--no-recall, --no-per), the fields its Args declares after
-    the switch are dropped, so that a plain run does not go stale when a default of the method changes."""
+    the switch are dropped, so that a plain run does not go stale when a default of the method changes; so is an
+    argument the script no longer has (a file's record of a flag since removed)."""
     names = [field.name for field in fields(args_class(script))]
     off = [names.index(s) for s in SWITCHES if args.get(s) is False]
-    return {k: v for k, v in args.items() if not off or k not in names[min(off) + 1 :]}
+    return {k: v for k, v in args.items() if k in names and not (off and k in names[min(off) + 1 :])}
 
 
 def run_key(identity):
@@ -209,12 +210,21 @@ def stale(runs):
             yield f"{path} was made with {changed}"
 
 
+def unknown_flags(script, flags):
+    """The flags the script's Args do not take (a flag it no longer has)."""
+    return tyro.cli(args_class(script), args=list(flags), return_unknown_args=True, console_outputs=False)[1]
+
+
 def check(args):
     if args.experiment not in EXPERIMENTS:
         return f"unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}"
     exp = EXPERIMENTS[args.experiment]
     if unknown := set(args.settings or ()) - set(exp.settings):
         return f"unknown settings {sorted(unknown)} for {args.experiment}; choose from {', '.join(exp.settings)}"
+    for setting in args.settings or exp.settings:
+        script, flags = exp.command(exp.env_ids[0], setting, exp.seeds[0])
+        if gone := unknown_flags(script, flags):
+            return f"{args.experiment}'s setting {setting} passes {' '.join(gone)}, which {script} no longer takes"
     if args.env_ids and args.total_timesteps is None and isinstance(exp.budget, dict):
         if missing := [e for e in args.env_ids if e not in exp.budget]:
             return f"no budget for env ids {missing} in {args.experiment}: give --total-timesteps"

@@ -97,7 +97,7 @@ def test_a_method_default_changed_since_leaves_its_plain_runs_alone(tmp_path):
     from run import arguments, run_key, stale
 
     for script, switch, method_arg in (
-        ("ac_recall_fourroom.py", "recall", "imitation_coef"),
+        ("ac_recall_fourroom.py", "recall", "imitation_lr"),
         ("per_fourroom.py", "per", "per_beta"),
     ):
         for on in (True, False):
@@ -107,6 +107,26 @@ def test_a_method_default_changed_since_leaves_its_plain_runs_alone(tmp_path):
             write(path, "# " + json.dumps({"args": made}) + "\n")
             assert bool(list(stale([(identity, path)]))) == on, (script, on)
             assert (run_key(identity) == run_key({**identity, "args": made})) == (not on), (script, on)
+
+
+def test_an_argument_the_script_no_longer_has_does_not_act(tmp_path):
+    """A file recording a flag since removed (SAC's imitation weight, before the imitation had its own optimizer):
+    its plain run is still the same run and not stale; its recall run, made without today's --imitation-lr, is
+    stale. An experiment whose settings pass a removed flag is refused in one line, before anything runs."""
+    from run import Args as RunArgs
+    from run import arguments, check, run_key, stale
+
+    sac = "sac_recall_mujoco.py"
+    for on in (True, False):
+        flags = ["--env-id", "Hopper-v4", *([] if on else ["--no-recall"])]
+        identity, path = {"script": sac, "flags": flags, "args": arguments(sac, flags)}, tmp_path / f"{on}.csv.gz"
+        made = {k: v for k, v in identity["args"].items() if k != "imitation_lr"} | {"imitation_coef": 0.3}
+        write(path, "# " + json.dumps({"args": made}) + "\n")
+        assert bool(list(stale([(identity, path)]))) == on, on
+        assert (run_key(identity) == run_key({**identity, "args": made})) == (not on), on
+    message = "sac_imitation_coef's setting coef0.03 passes --imitation-coef 0.03, which sac_recall_mujoco.py no longer"
+    assert check(RunArgs("sac_imitation_coef")).startswith(message)
+    assert check(RunArgs("sac_imitation_coef", settings=("sac",))) is None
 
 
 def test_ray_runs_the_same_runs(tmp_path):
