@@ -142,9 +142,12 @@ def fmt_small(value, low, high):
     return f"{value:.2g}" + (f" [{low:.2g}, {high:.2g}]" if np.isfinite(low) else "")
 
 
-# whether recall acts: the share of trace states the trace guard moved, and how far the imitation (or imagined)
-# step moved the policy (its KL; with TRPO, over TRPO's own step's KL)
+# whether recall acts: the share of trace states the trace guard moved, how far the imitation (or imagined) step
+# moved the policy (its KL; with TRPO, over TRPO's own step's KL), whether it pulled with the RL step or against it
+# (the cosine of the two updates; with TRPO, the share of TRPO's surrogate gain it took back), and what a return is
+# made of (the forward velocity of the evaluated policy: walking, or standing still)
 DIAGNOSTICS = ("recall/trace_clamped_frac", "recall/imitation_kl", "recall/imitation_kl_ratio", "recall/imagined_kl_ratio")
+DIAGNOSTICS += ("recall/step_cosine", "recall/surrogate_undone", "eval/forward_velocity")
 
 
 def diagnostics(exp, runs_by_env):
