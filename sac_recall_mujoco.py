@@ -420,10 +420,10 @@ def bt_update(bt_model, bt_optimizer, obs, actions, next_obs):
     return nlls
 
 
-def imitation_step(actor, imitation_optimizer, states, actions):
+def imitation_step(policy, imitation_optimizer, obs, actions):
     """Algorithm 1, line 13: one step on Eq. 3 over recall traces, by the imitation's own optimizer: the SAC actor's
     Adam holds the RL gradients' moments, and a step of it would mostly repeat the last RL update. Returns the loss."""
-    loss = imitation_loss(actor, states, actions)
+    loss = imitation_loss(policy, obs, actions)
     imitation_optimizer.zero_grad()
     loss.backward()
     imitation_optimizer.step()
