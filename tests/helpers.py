@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.utils.tensorboard as tensorboard_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -81,6 +82,31 @@ def scalars(cwd):
     (run_dir,) = (cwd / "runs").iterdir()
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
     return run_dir, events, {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def refusal(script, cwd, *flags):
+    """ROOT/script with flags run in this process, in cwd, up to where it would start writing its logs: what a
+    subprocess would give, without a new interpreter's imports (3 s a case). A script refuses bad input with
+    `sys.exit("error: ...")`, which a real process prints as that one line on stderr with exit code 1; a script that
+    does not refuse is stopped when it builds its SummaryWriter, with exit code 0 and nothing on stderr."""
+    argv, before, writer = sys.argv, os.getcwd(), tensorboard_module.SummaryWriter
+
+    def not_refused(*args, **kwargs):
+        raise SystemExit(0)
+
+    try:
+        sys.argv, tensorboard_module.SummaryWriter = [script, *flags], not_refused
+        os.chdir(cwd)
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv, tensorboard_module.SummaryWriter = argv, writer
+        os.chdir(before)
+    if isinstance(code, str):
+        return subprocess.CompletedProcess([script, *flags], 1, "", code + "\n")
+    return subprocess.CompletedProcess([script, *flags], code or 0, "", "")
 
 
 def assert_refused(result, message, cwd):

@@ -25,6 +25,7 @@ from helpers import (
     assert_imitation_has_its_own_optimizer,
     assert_recall_leaves_alone,
     assert_refused,
+    refusal,
     scalars,
 )
 from helpers import run_script as run_any_script
@@ -216,7 +217,7 @@ def test_no_actor_critic_optimizer_steps_in_a_recall_phase(tmp_path):
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+    assert_refused(refusal("ac_recall_fourroom.py", tmp_path, *flags), message, tmp_path)
 
 
 def test_smoke_logs_every_tag(tmp_path):

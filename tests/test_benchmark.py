@@ -66,9 +66,9 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
 
 
 def test_a_result_file_keeps_the_diagnostics_of_the_imitation_step(tmp_path):
-    """Two TRPO + recall iterations on Hopper through the runner: its file keeps which way the imitation step pulls
+    """One TRPO + recall iteration on Hopper through the runner: its file keeps which way the imitation step pulls
     (its cosine with TRPO's step, the surrogate gain it took back) and the eval's forward velocity."""
-    flags = ["fig6_trpo", "--env-ids", "Hopper-v4", "--settings", "recall", "--seeds", "1", "--total-timesteps", "4096"]
+    flags = ["fig6_trpo", "--env-ids", "Hopper-v4", "--settings", "recall", "--seeds", "1", "--total-timesteps", "2048"]
     result = benchmark("run.py", tmp_path, *flags, "--workers", "1", "--results-dir", "res")
     assert result.returncode == 0, result.stderr
     _, series = read(tmp_path / "res" / "fig6_trpo" / "Hopper-v4__recall__1.csv.gz")

@@ -30,6 +30,7 @@ from helpers import (
     assert_refused,
     assert_same_seed_same_numbers,
     assert_trace_guard_holds,
+    refusal,
     run_script,
     scalars,
 )
@@ -252,7 +253,7 @@ def test_one_recall_phase_on_the_ant_decoder():
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    assert_refused(run_goalgan(tmp_path, *flags), message, tmp_path)
+    assert_refused(refusal(SCRIPT, tmp_path, *flags), message, tmp_path)
 
 
 SMOKE = ["--total-timesteps", "2001", "--num-new-goals", "20", "--num-old-goals", "10", "--init-episodes", "10"]

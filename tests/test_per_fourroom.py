@@ -5,7 +5,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from helpers import assert_fourroom_run_logged, assert_learns_smallest_grid, assert_refused, scalars
+from helpers import assert_fourroom_run_logged, assert_learns_smallest_grid, assert_refused, refusal, scalars
 from helpers import run_script as run_any_script
 from per_fourroom import PrioritizedReplayBuffer, SumTree, table3
 
@@ -113,7 +113,7 @@ def test_table3_rows_and_the_nearest_row_for_other_sizes():
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+    assert_refused(refusal("per_fourroom.py", tmp_path, *flags), message, tmp_path)
 
 
 def test_smoke_logs_every_tag_and_anneals_beta(tmp_path):

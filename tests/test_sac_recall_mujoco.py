@@ -15,6 +15,7 @@ from helpers import (
     assert_refused,
     assert_same_seed_same_numbers,
     assert_trace_guard_holds,
+    refusal,
     scalars,
 )
 from helpers import run_script as run_any_script
@@ -294,7 +295,13 @@ def test_trace_len_defaults_follow_table_2():
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+    assert_refused(refusal(SCRIPT, tmp_path, *flags), message, tmp_path)
+
+
+def test_a_refusal_in_a_real_process_is_one_line_on_stderr(tmp_path):
+    """What `refusal` stands in for (run in this process, it skips a new interpreter's imports): a real process
+    prints the one line and exits with a non-zero code, no traceback."""
+    assert_refused(run_script(tmp_path, "--seed", "-5"), "--seed must be >= 0", tmp_path)
 
 
 SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "1200", "--learning-starts", "500", "--batch-size", "64"]
@@ -322,15 +329,15 @@ def test_no_sac_optimizer_steps_in_a_recall_phase(tmp_path):
 
 
 def test_same_seed_same_numbers_and_no_recall_phase_after_the_last_update(tmp_path):
-    """400 updates with recall; the second run evaluates the policy on the way, which must change nothing else.
+    """200 updates with recall; the second run evaluates the policy on the way, which must change nothing else.
     With a recall phase every 5 updates and the diagnostics logged at every env step (one update each), the last
-    phase ran after update 395, so the final eval sees the policy 5 SAC updates after imitation (an interim eval
+    phase ran after update 195, so the final eval sees the policy 5 SAC updates after imitation (an interim eval
     sees it 4 after), not straight after it: the logged stats change at each phase and hold between."""
     tags = ["charts/episodic_return", "losses/qf1_loss", "recall/bt_state_nll", "eval/episodic_return"]
-    flags = [*SMOKE[:2], "--total-timesteps", "900", *SMOKE[4:], "--recall", "--eval-every", "0", "--log-every", "1"]
+    flags = [*SMOKE[:2], "--total-timesteps", "700", *SMOKE[4:], "--recall", "--eval-every", "0", "--log-every", "1"]
     logged = assert_same_seed_same_numbers(SCRIPT, tmp_path, flags, tags[:-1], ["--eval-every", "500"])
-    loss = logged["recall/imitation_loss"]  # env steps ..., 894, 895, ..., 900
-    assert len(set(loss[-6:])) == 1  # the phase after update 395 (env step 895) was the last one
+    loss = logged["recall/imitation_loss"]  # env steps ..., 694, 695, ..., 700
+    assert len(set(loss[-6:])) == 1  # the phase after update 195 (env step 695) was the last one
     assert loss[-7] != loss[-6]  # and it did run
 
 

@@ -16,6 +16,7 @@ from helpers import (
     assert_refused,
     assert_same_seed_same_numbers,
     assert_trace_guard_holds,
+    refusal,
     scalars,
 )
 from helpers import run_script as run_any_script
@@ -307,7 +308,7 @@ def test_trace_len_defaults_follow_table_1():
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):
-    assert_refused(run_script(tmp_path, *flags), message, tmp_path)
+    assert_refused(refusal(SCRIPT, tmp_path, *flags), message, tmp_path)
 
 
 SMOKE = ["--env-id", "Hopper-v4", "--total-timesteps", "4096", "--eval-episodes", "1"]
