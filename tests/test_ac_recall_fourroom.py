@@ -255,6 +255,7 @@ def test_no_recall_logs_no_recall_tags_and_is_reproducible(tmp_path):
         assert runs[0][tag] == runs[1][tag]  # same seed, same machine, same numbers
 
 
+@pytest.mark.slow
 def test_recall_traces_beat_the_same_run_without_imitation(tmp_path):
     """11x11, seed 1, 30720 steps, the defaults (everything learned, value targets), against the same run with
     --imitation-lr 0 (the backtracking model still trains, its traces are never imitated): with recall the last

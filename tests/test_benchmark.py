@@ -30,6 +30,7 @@ def benchmark(tool, cwd, *flags):
     )
 
 
+@pytest.mark.slow
 def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
     result = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
     assert result.returncode == 0, result.stderr
@@ -140,6 +141,7 @@ def test_an_argument_the_script_no_longer_has_does_not_act(tmp_path):
     assert check(RunArgs("sac_imitation_coef", settings=("sac",))) is None
 
 
+@pytest.mark.slow
 def test_ray_runs_the_same_runs(tmp_path):
     """One Ray task per run on a local Ray of 2 CPUs: the same numbers as the local pool (the runs are deterministic)."""
     flags = ["--settings", "true-learned", "--seeds", "1", "--results-dir"]

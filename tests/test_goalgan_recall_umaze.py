@@ -304,6 +304,7 @@ def test_same_seed_same_numbers(tmp_path):
     assert_same_seed_same_numbers(SCRIPT, tmp_path, [*SMOKE, "--recall"], tags)
 
 
+@pytest.mark.slow
 def test_goal_gan_widens_the_coverage(tmp_path):
     """Seed 1, plain Goal GAN with its defaults, three iterations (about 110k steps): the noisy initial policy reaches
     a tenth of the grid goals, the trained one at least 0.3 (0.39 when this test was written, 0.32 on 2026-11-29:

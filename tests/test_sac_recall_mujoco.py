@@ -341,6 +341,7 @@ def test_same_seed_same_numbers_and_no_recall_phase_after_the_last_update(tmp_pa
     assert loss[-7] != loss[-6]  # and it did run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
 def test_learns_to_swing_up_the_pendulum(tmp_path, recall):
     """A small Box task (Pendulum-v1: a random policy scores about -1200 an episode of 200 steps): 5000 steps,
@@ -354,6 +355,7 @@ def test_learns_to_swing_up_the_pendulum(tmp_path, recall):
     assert np.mean(logged["charts/episodic_return"][-5:]) >= -400
 
 
+@pytest.mark.slow
 def test_compile_gives_the_losses_of_eager(tmp_path):
     """--compile (torch.compile of the SAC update, the backtracking model's update, trace generation and the
     imitation step; eager's random numbers) against eager, 200 updates with recall, every loss logged: the first

@@ -358,6 +358,7 @@ def test_same_seed_same_numbers(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
 def test_learns_to_balance_the_inverted_pendulum(tmp_path, recall):
     """The smallest MuJoCo task: 40960 steps (20 iterations), seed 1; the balancing episodes last 1000 steps."""
