@@ -24,10 +24,21 @@ def run_script(script, cwd, *flags, timeout=600):
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_in_process(script, cwd, *flags):
+    """Run ROOT/script's main with flags in this process, in cwd (no new interpreter's imports: 3 s saved a run)."""
+    argv, before = sys.argv, os.getcwd()
+    try:
+        sys.argv = [script, *flags]
+        os.chdir(cwd)
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+        os.chdir(before)
+
+
 def optimizers_by_phase(script, cwd, *flags):
-    """Run ROOT/script with flags in this process, in cwd, and record where each optimizer steps: the optimizers that
-    stepped inside a recall phase (`recall_phase`, or `dyna_phase`, on the call stack) and those that stepped outside
-    one, as two sets of ids. Returns the two sets and the run's globals."""
+    """Run the script in this process and record where each optimizer steps: the ids of the optimizers that stepped
+    inside a recall phase (`recall_phase`, or `dyna_phase`, on the call stack) and of those that stepped outside one."""
     inside, outside, alive = set(), set(), []
 
     def record(optimizer, args, kwargs):
@@ -38,23 +49,18 @@ def optimizers_by_phase(script, cwd, *flags):
         alive.append(optimizer)  # an id stays unique while its optimizer lives
 
     handle = register_optimizer_step_pre_hook(record)
-    argv, before = sys.argv, os.getcwd()
     try:
-        sys.argv = [script, *flags]
-        os.chdir(cwd)
-        run_globals = runpy.run_path(str(ROOT / script), run_name="__main__")
+        run_in_process(script, cwd, *flags)
     finally:
         handle.remove()
-        sys.argv = argv
-        os.chdir(before)
-    return inside, outside, run_globals
+    return inside, outside
 
 
 def assert_imitation_has_its_own_optimizer(script, cwd, *flags):
     """A short run of the script with recall: a recall phase ran, and no optimizer that steps in a recall phase (the
     backtracking model's, the imitation's) ever steps outside one, nor the other way round: recall never moves the
     base algorithm's optimizer state (an imitation step of the RL optimizer would mostly repeat the RL update)."""
-    inside, outside, _ = optimizers_by_phase(script, cwd, *flags, "--recall")
+    inside, outside = optimizers_by_phase(script, cwd, *flags, "--recall")
     assert inside, "no recall phase ran"
     assert not inside & outside, "an optimizer steps both in the recall phase and outside it"
 
@@ -86,24 +92,21 @@ def scalars(cwd):
 
 def refusal(script, cwd, *flags):
     """ROOT/script with flags run in this process, in cwd, up to where it would start writing its logs: what a
-    subprocess would give, without a new interpreter's imports (3 s a case). A script refuses bad input with
+    subprocess would give, without a new interpreter's imports. A script refuses bad input with
     `sys.exit("error: ...")`, which a real process prints as that one line on stderr with exit code 1; a script that
     does not refuse is stopped when it builds its SummaryWriter, with exit code 0 and nothing on stderr."""
-    argv, before, writer = sys.argv, os.getcwd(), tensorboard_module.SummaryWriter
+    writer = tensorboard_module.SummaryWriter
 
     def not_refused(*args, **kwargs):
         raise SystemExit(0)
 
+    tensorboard_module.SummaryWriter, code = not_refused, 0
     try:
-        sys.argv, tensorboard_module.SummaryWriter = [script, *flags], not_refused
-        os.chdir(cwd)
-        runpy.run_path(str(ROOT / script), run_name="__main__")
-        code = 0
+        run_in_process(script, cwd, *flags)
     except SystemExit as e:
         code = e.code
     finally:
-        sys.argv, tensorboard_module.SummaryWriter = argv, writer
-        os.chdir(before)
+        tensorboard_module.SummaryWriter = writer
     if isinstance(code, str):
         return subprocess.CompletedProcess([script, *flags], 1, "", code + "\n")
     return subprocess.CompletedProcess([script, *flags], code or 0, "", "")
