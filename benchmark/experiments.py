@@ -68,15 +68,33 @@ GOALGAN_VS_RECALL = {
 }
 
 
-def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19")):
-    seeds = tuple(range(1, 11))
+EVAL_SEEDS = tuple(range(1, 11))
+"""the seeds every verdict is read from"""
+TUNING_SEEDS = (101, 102, 103)
+"""the seeds recall's settings are chosen on, never read for a verdict (docs/reproduction.md, "Settings")"""
+
+
+def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19"), seeds=EVAL_SEEDS):
     return Experiment(AC, env_ids, settings, baseline, seeds, FOURROOM_BUDGETS, "charts/success_rate", 0.9, 100, "--size")
+
+
+# the imitation learning rates the tuning experiments try, each about 3x the last, around each script's default
+FOURROOM_LRS, TRPO_LRS, SAC_LRS = (
+    ("1e-4", "3e-4", "1e-3", "3e-3"),
+    ("1.5e-4", "5e-4", "1.5e-3", "5e-3"),
+    ("1e-5", "3e-5", "1e-4", "3e-4"),
+)
+
+
+def imitation_lrs(lrs, label, flags=(), prefix=""):
+    """One recall setting per imitation learning rate, named <prefix>lr<rate>."""
+    return {f"{prefix}lr{lr}": Setting(f"{label}, imitation lr {lr}", (*flags, "--imitation-lr", lr)) for lr in lrs}
 
 
 def short_traces(env_id, table1_len):
     """TRPO, recall at Table 1's trace length and recall with traces of 5 on one env: 10 seeds, 1M env steps."""
     len5 = Setting(f"recall, traces of 5 (Table 1: {table1_len})", ("--trace-len", "5"))
-    return Experiment(TRPO, (env_id,), TRPO_VS_RECALL | {"len5": len5}, "trpo", tuple(range(1, 11)), 1_000_000)
+    return Experiment(TRPO, (env_id,), TRPO_VS_RECALL | {"len5": len5}, "trpo", EVAL_SEEDS, 1_000_000)
 
 
 BASE_AC = Setting("actor-critic (`--no-recall`)", ("--no-recall",))
@@ -126,7 +144,7 @@ EXPERIMENTS = {
         ("Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "Ant-v4"),
         TRPO_VS_RECALL,
         "trpo",
-        tuple(range(1, 11)),
+        EVAL_SEEDS,
         1_000_000,
     ),
     # App. G, Fig. 16: a forward model's imagined rollouts (Dyna) against recall traces and plain TRPO
@@ -145,7 +163,7 @@ EXPERIMENTS = {
         ("Hopper-v4",),
         TRPO_VS_RECALL | {"random": Setting("TRPO + recall, untrained model", ("--bt-model", "random"))},
         "trpo",
-        tuple(range(1, 11)),
+        EVAL_SEEDS,
         1_000_000,
     ),
     # App. B, Fig. 8: the length of the traces (TRPO)
@@ -236,7 +254,7 @@ EXPERIMENTS = {
         ("PointUMaze-v0",),
         GOALGAN_VS_RECALL,
         "goalgan",
-        tuple(range(1, 11)),
+        EVAL_SEEDS,
         1_500_000,
         metric="charts/coverage",
         threshold=0.6,
@@ -248,10 +266,36 @@ EXPERIMENTS = {
         ("AntUMaze-v0",),
         GOALGAN_VS_RECALL,
         "goalgan",
-        tuple(range(1, 11)),
+        EVAL_SEEDS,
         90_000_000,
         metric="charts/coverage",
         threshold=0.6,
+    ),
+    # recall's settings, chosen on the tuning seeds by the rules in docs/reproduction.md ("Settings") before any
+    # verdict's runs: the imitation's learning rate against the plain base algorithm, on the same seeds and budgets
+    "tune_fourroom": fourroom(
+        {"ac": BASE_AC}
+        | imitation_lrs(FOURROOM_LRS, "recall, true state", ("--bt-state", "true"), "true-")
+        | imitation_lrs(FOURROOM_LRS, "recall, all learned", ("--bt-state", "learned"), "learned-"),
+        env_ids=("15",),
+        seeds=TUNING_SEEDS,
+    ),
+    "tune_trpo": Experiment(
+        TRPO,
+        ("Hopper-v4", "Walker2d-v4"),
+        {"trpo": TRPO_VS_RECALL["trpo"]} | imitation_lrs(TRPO_LRS, "TRPO + recall"),
+        "trpo",
+        TUNING_SEEDS,
+        1_000_000,
+    ),
+    "tune_sac": Experiment(
+        SAC,
+        ("Hopper-v4", "Walker2d-v4"),
+        {"sac": SAC_VS_RECALL["sac"]} | imitation_lrs(SAC_LRS, "SAC + recall"),
+        "sac",
+        TUNING_SEEDS,
+        100_000,
+        final_evals=SAC_FINAL_EVALS,
     ),
 }
 # the tags a result file keeps: the curves and the recall diagnostics (the base algorithm's losses stay in TensorBoard)
