@@ -59,6 +59,15 @@ class Experiment:
 # SAC's final metric: the mean of the last 4 evals (85k-100k env steps of 100k, 10 episodes each), as one eval at
 # 100k swings by more than recall's effect in both arms (docs/reproduction.md, "SAC's final metric")
 SAC_FINAL_EVALS = 4
+UNTRAINED = ("--bt-model", "random")
+"""App. F's control: every step of the recall phase, with a backtracking model never trained"""
+
+
+def untrained(base):
+    """The control arm `random` of a main experiment: its recall setting with the untrained model."""
+    return {"random": Setting(f"{base} + recall, untrained model (App. F)", UNTRAINED)}
+
+
 # each base algorithm alone and with recall traces (its defaults): the two settings most experiments start from
 TRPO_VS_RECALL = {"trpo": Setting("TRPO (`--no-recall`)", ("--no-recall",)), "recall": Setting("TRPO + recall traces")}
 SAC_VS_RECALL = {"sac": Setting("SAC (`--no-recall`)", ("--no-recall",)), "recall": Setting("SAC + recall traces")}
@@ -101,8 +110,17 @@ BASE_AC = Setting("actor-critic (`--no-recall`)", ("--no-recall",))
 TRUE_LEARNED = Setting("recall, true state + learned action", ("--bt-state", "true"))
 LEARNED = Setting("recall, all learned", ("--bt-state", "learned"))
 EXPERIMENTS = {
-    # paper 6.1, Fig. 2 and 9: actor-critic with and without recall traces
-    "fig2_fourroom": fourroom({"ac": BASE_AC, "true-learned": TRUE_LEARNED, "learned": LEARNED}),
+    # paper 6.1, Fig. 2 and 9: actor-critic with and without recall traces; App. F, Fig. 14: each beside its untrained
+    # backtracking model (the true state model stays true: only the action model is left untrained)
+    "fig2_fourroom": fourroom(
+        {
+            "ac": BASE_AC,
+            "true-learned": TRUE_LEARNED,
+            "true-random": Setting("recall, true state + untrained action model", ("--bt-state", "true", *UNTRAINED)),
+            "learned": LEARNED,
+            "random": Setting("recall, untrained models", ("--bt-state", "learned", *UNTRAINED)),
+        }
+    ),
     # paper 6.2, Fig. 3 and 4: recall traces against prioritized experience replay
     "fig4_per": fourroom(
         {
@@ -113,14 +131,6 @@ EXPERIMENTS = {
             "learned": LEARNED,
         },
         env_ids=("11", "13", "15"),
-    ),
-    # App. F, Fig. 14: a learned backward action model against a random one
-    "fig14_random_model": fourroom(
-        {
-            "ac": BASE_AC,
-            "true-learned": TRUE_LEARNED,
-            "true-random": Setting("recall, true state + random action", ("--bt-state", "true", "--bt-model", "random")),
-        }
     ),
     # App. H, Fig. 17 and 18: actor-critic updates per recall phase and imitation steps per phase (15x15)
     "fig17_fourroom_ratio": fourroom(
@@ -142,7 +152,7 @@ EXPERIMENTS = {
     "fig6_trpo": Experiment(
         TRPO,
         ("Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "Ant-v4"),
-        TRPO_VS_RECALL,
+        TRPO_VS_RECALL | untrained("TRPO"),
         "trpo",
         EVAL_SEEDS,
         1_000_000,
@@ -154,16 +164,6 @@ EXPERIMENTS = {
         TRPO_VS_RECALL | {"forward": Setting("TRPO + forward model (`--model forward`)", ("--model", "forward"))},
         "trpo",
         (1, 2, 3, 4, 5),
-        1_000_000,
-    ),
-    # App. F (shown there for the grid and SAC; the issue asks TRPO too): an untrained backtracking model on TRPO,
-    # where recall helps (Hopper); its trpo and recall runs are fig6_trpo's
-    "appf_random_model_trpo": Experiment(
-        TRPO,
-        ("Hopper-v4",),
-        TRPO_VS_RECALL | {"random": Setting("TRPO + recall, untrained model", ("--bt-model", "random"))},
-        "trpo",
-        EVAL_SEEDS,
         1_000_000,
     ),
     # App. B, Fig. 8: the length of the traces (TRPO)
@@ -186,7 +186,7 @@ EXPERIMENTS = {
     "fig7_sac": Experiment(
         SAC,
         ("Hopper-v4", "Walker2d-v4", "Ant-v4", "HalfCheetah-v4"),
-        SAC_VS_RECALL,
+        SAC_VS_RECALL | untrained("SAC"),
         "sac",
         (1, 2, 3, 4, 5),
         100_000,
@@ -202,32 +202,6 @@ EXPERIMENTS = {
         },
         "qlr3e-4",
         (1, 2, 3, 4, 5),
-        100_000,
-        final_evals=SAC_FINAL_EVALS,
-    ),
-    # not in the paper: the weight of SAC's imitation loss (Eq. 3) when the imitation stepped SAC's own Adam. A record:
-    # the imitation has an optimizer of its own now (--imitation-lr) and no weight, so run.py refuses to run it
-    "sac_imitation_coef": Experiment(
-        SAC,
-        ("Hopper-v4", "Walker2d-v4"),
-        {"sac": SAC_VS_RECALL["sac"]}
-        | {f"coef{c}": Setting(f"recall, imitation weight {c}", ("--imitation-coef", c)) for c in ("0.03", "0.1", "0.3")},
-        "sac",
-        (1, 2, 3),
-        100_000,
-        final_evals=SAC_FINAL_EVALS,
-    ),
-    # App. F, Fig. 15: an untrained backtracking model (SAC)
-    "fig15_random_model_sac": Experiment(
-        SAC,
-        ("Walker2d-v4", "Ant-v4"),
-        {
-            "sac": SAC_VS_RECALL["sac"],
-            "recall": SAC_VS_RECALL["recall"],
-            "random": Setting("SAC + recall, untrained model", ("--bt-model", "random")),
-        },
-        "sac",
-        (1, 2, 3),
         100_000,
         final_evals=SAC_FINAL_EVALS,
     ),
@@ -252,7 +226,7 @@ EXPERIMENTS = {
     "fig11_goalgan_point": Experiment(
         GOALGAN,
         ("PointUMaze-v0",),
-        GOALGAN_VS_RECALL,
+        GOALGAN_VS_RECALL | untrained("Goal GAN"),
         "goalgan",
         EVAL_SEEDS,
         1_500_000,
