@@ -2,22 +2,21 @@
 
     python benchmark/report.py                     # results/ -> docs/reproduction.md and docs/figures/reproduction.png
 
-One row per claim of the paper and env id: the effect of the claim's setting against its comparison (difference of
-the mean final metric, or of the mean env steps to a threshold, signed so that positive is the paper's direction),
-its 95% bootstrap interval, the same effect relative to the comparison's mean, P(the setting does better) with its
-interval, and a verdict from the relative interval:
+One row per claim of the paper and env id, with up to two verdicts: the claim's setting against its comparison (the
+base algorithm, most often), and, where the experiment runs App. F's control, against the same recall phase with an
+untrained backtracking model. Each gives the effect (difference of the mean final metric, or of the mean env steps
+to a threshold, signed so that positive is the paper's direction) relative to the other side's mean, with its 95%
+bootstrap interval, and a verdict from that interval:
 - reproduced: the whole interval is above 0 (the setting does better);
 - not reproduced: the whole interval is below +10% (an improvement of 10% or more is ruled out, whichever the sign);
 - inconclusive at n seeds: anything else (too few seeds to tell), and any row with fewer than MIN_SEEDS seeds a side,
   whatever its interval: a percentile bootstrap of 2 seeds has 3 possible means a side and an interval far too narrow.
 A run that never reaches a threshold counts as its whole budget (so differences of steps are censored: they can
-only understate a gap that ends beyond the budget).
+only understate a gap that ends beyond the budget). The tuning experiments' rule (TUNED) is read here too.
 """
 
-import csv
 import sys
-from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +24,14 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from experiments import EXPERIMENTS, SAC_FINAL_EVALS  # noqa: E402
-from plot import areas, bootstrap_ci, curves, final_name, final_values, fmt, load, make, prob_greater  # noqa: E402
-from result_file import read, result_path  # noqa: E402
+from plot import areas, bootstrap_ci, curves, final_values, fmt, load, make, prob_greater  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parent / "reproduction_template.md"
 """the report's prose; the tool fills in its {{PLACEHOLDERS}} (see the end of this file)"""
 MARGIN = 0.10
 """the smallest relative improvement a claim is about: an interval entirely below it says 'not reproduced'"""
 MIN_SEEDS = 3
-"""fewer seeds a side than this and a row is inconclusive whatever its interval (the issue's ablations run 3)"""
-BEFORE_FIX = "sac_recall_evals_before_f8ab44f.csv"
-"""in the results directory: the imitation weight, the eval at 95k env steps, the final eval and the commit of each
-SAC + recall result file removed at f8ab44f (final eval straight after a recall phase), read from the files at 022e248"""
-SUPERSEDED = "superseded"
-"""in the results directory: result files made at a default that has changed since, kept in their experiment's folder"""
+"""fewer seeds a side than this and a row is inconclusive whatever its interval (the ablations run 3)"""
 
 
 @dataclass(frozen=True)
@@ -52,6 +45,8 @@ class Claim:
     """the setting the claim is about"""
     versus: str | None = None
     """the setting it is compared with (default: the experiment's baseline)"""
+    control: str | None = None
+    """App. F's control: the same recall phase with an untrained backtracking model, a setting of the experiment"""
     env_ids: tuple[str, ...] | None = None
     """the env ids of the claim (default: the experiment's)"""
     threshold: float | None = None
@@ -62,60 +57,57 @@ class Claim:
     metric: str | None = None
     """compare the last value of this scalar instead of the experiment's metric"""
     differs: str = ""
-    """one line: how our setting differs from the paper's"""
+    """how our setting differs from the paper's, in a few words"""
 
 
 FOURROOM_DIFFERS = "solved = a success rate over the last 100 episodes of 0.9 or more (the paper plots the reward)"
-SAC_DIFFERS = (
-    "gymnasium v4 envs (the paper: gym v1); 100k env steps; final = the mean of the last "
-    f"{SAC_FINAL_EVALS} mean-action evals of 10 episodes, 5k env steps apart"
-)
-TRPO_DIFFERS = "gymnasium v4 envs; our TRPO, not rllab's; final = mean-action eval over 10 episodes"
+SAC_DIFFERS = f"gymnasium v4; 100k env steps; final = the mean of the last {SAC_FINAL_EVALS} evals, 5k env steps apart"
+TRPO_DIFFERS = "gymnasium v4; our TRPO, not rllab's; final = mean-action eval over 10 episodes"
+GOALGAN_DIFFERS = "our U-Maze (docs); env steps, not Goal GAN iterations"
 CLAIMS = (
     Claim("Recall with the true backward state model solves the grid in fewer steps, more so in larger grids",
-          "6.1, Fig. 2, 9", "fig2_fourroom", "true-learned", differs=FOURROOM_DIFFERS),
+          "6.1, Fig. 2, 9; App. F, Fig. 14", "fig2_fourroom", "true-learned", control="true-random",
+          differs=FOURROOM_DIFFERS),
     Claim("Recall with a learned state and action model solves the grid in fewer steps",
-          "6 (bullets), not plotted for the grid", "fig2_fourroom", "learned", differs=FOURROOM_DIFFERS),
+          "6 (bullets), not plotted for the grid", "fig2_fourroom", "learned", control="random",
+          differs=FOURROOM_DIFFERS),
     Claim("Recall solves the grid in fewer steps than PER, the gap growing with the size",
           "6.2, Fig. 4, 10", "fig4_per", "true-learned", versus="per", env_ids=("13", "15"),
           differs="PER on the same actor-critic, App. E.3's batch sizes and alpha, beta"),
     Claim("Recall's policy visits more of the grid than PER's", "6.2, Fig. 3, 10", "fig4_per", "true-learned",
           versus="per", env_ids=("13", "15"), metric="eval/visitation_coverage",
-          differs="the fraction of free cells the trained policy visits in 100 episodes (the paper: heatmaps)"),
-    Claim("A learned backward action model beats a random one (not random search)",
-          "App. F, Fig. 14", "fig14_random_model", "true-learned", versus="true-random", differs=FOURROOM_DIFFERS),
+          differs="the share of free cells the trained policy visits in 100 episodes (the paper: heatmaps)"),
     Claim("One actor-critic update per recall phase beats 2", "App. H, Fig. 17", "fig17_fourroom_ratio",
           "true-learned", versus="ratio-2:1", differs="15x15 only (the paper: 14x14 and 15x15)"),
     Claim("... and beats 4", "App. H, Fig. 17", "fig17_fourroom_ratio", "true-learned", versus="ratio-4:1",
           differs="as above"),
     Claim("Goal GAN reaches 60% coverage of the point-mass U-Maze in fewer steps with recall",
-          "6.3, App. D Fig. 11, 13", "fig11_goalgan_point", "recall",
-          differs="our point-mass U-Maze (docs); env steps, not Goal GAN iterations"),
-    Claim("... and 90% coverage", "App. D Fig. 11", "fig11_goalgan_point", "recall", threshold=0.9,
-          differs="as above"),
+          "6.3, App. D Fig. 11, 13", "fig11_goalgan_point", "recall", control="random", differs=GOALGAN_DIFFERS),
+    Claim("... and 90% coverage", "App. D Fig. 11", "fig11_goalgan_point", "recall", control="random",
+          threshold=0.9, differs="as above"),
     Claim("Goal GAN reaches 60% coverage of the Ant U-Maze in fewer steps with recall", "6.3, Fig. 5, 12",
-          "fig5_goalgan_ant", "recall", differs="our Ant U-Maze (docs); env steps, not Goal GAN iterations"),
-    Claim("Recall beats TRPO in final performance on every task", "6.4, Fig. 6", "fig6_trpo", "recall",
-          differs=TRPO_DIFFERS),
-    Claim("Not the paper's: on Ant, traces of 5 steps beat TRPO (Table 1's 50 do not, above); 3 of the 10 seeds made "
-          "this lead, and the report gives the 7 others alone", "ours, from App. B, Fig. 8", "ant_trace_len", "len5",
-          differs=TRPO_DIFFERS),
+          "fig5_goalgan_ant", "recall", differs=GOALGAN_DIFFERS),
+    Claim("Recall beats TRPO in final performance on every task", "6.4, Fig. 6; App. F", "fig6_trpo", "recall",
+          control="random", differs=TRPO_DIFFERS),
+    Claim("Not the paper's: on Ant, traces of 5 steps beat TRPO (a lead of the code before the imitation had its "
+          "own optimizer)", "ours, from App. B, Fig. 8", "ant_trace_len", "len5", differs=TRPO_DIFFERS),
     Claim("... and beat Table 1's traces of 50", "as above", "ant_trace_len", "len5", versus="recall",
           differs="as above"),
-    Claim("Recall improves SAC on every task, most on Ant", "6.5, Fig. 7", "fig7_sac", "recall", differs=SAC_DIFFERS),
+    Claim("Recall improves SAC on every task, most on Ant", "6.5, Fig. 7; App. F, Fig. 15", "fig7_sac", "recall",
+          control="random", differs=SAC_DIFFERS + "; the untrained model at Table 2's trace length"),
     Claim("A forward model's imagined rollouts (Dyna) do not beat TRPO", "App. G, Fig. 16", "appg_forward_model",
           "forward", no_gain=True, differs=TRPO_DIFFERS + "; the imagined step is ours (docs/trpo_recall_mujoco.md)"),
     Claim("Recall traces beat the forward model (why backwards)", "App. G (its argument)", "appg_forward_model",
           "recall", versus="forward", differs="as above"),
-    Claim("A learned backtracking model beats an untrained one (SAC)", "App. F, Fig. 15", "fig15_random_model_sac",
-          "recall", versus="random", differs="the untrained model at Table 2's trace length (the paper: best of 1-10)"),
-    Claim("A learned backtracking model beats an untrained one (TRPO)", "App. F (shown for the grid and SAC)",
-          "appf_random_model_trpo", "recall", versus="random", differs=TRPO_DIFFERS),
     Claim("10 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit10",
           versus="imit5", differs=SAC_DIFFERS),
     Claim("20 imitation steps per 5 SAC updates beat 5", "App. H, Fig. 19", "fig19_sac_ratio", "imit20",
           versus="imit5", differs=SAC_DIFFERS),
 )  # fmt: skip
+TUNED = {"tune_fourroom": "1e-3", "tune_trpo": "5e-4", "tune_sac": "3e-4"}
+"""each tuning experiment and the --imitation-lr default of its script when its rule was written"""
+TUNING_MARGIN = 0.05
+"""the rule keeps the default of the time unless the best rate scores more than this above it"""
 
 
 @dataclass
@@ -147,10 +139,6 @@ def outcomes(claim, exp, runs):
     return final_values(exp, runs)
 
 
-def difference(x, y):
-    return np.mean(x) - np.mean(y)
-
-
 def relative(x, y):
     return (np.mean(x) - np.mean(y)) / abs(np.mean(y))
 
@@ -167,85 +155,107 @@ def verdict(low, high, n, no_gain=False):
     return f"inconclusive at {n} seeds"
 
 
-def rows(results_dir, plotted, recall_dir=None):
-    """One dict a claim and env id: the row of the table, and the relative effect for the figure. With recall_dir,
-    each claim's own setting is read from there (SUPERSEDED) and only claims with files there are kept."""
+def compare(claim, exp, x, y):
+    """The claim's setting's runs x against the runs y: seeds a side, and with 2 or more a side the relative effect,
+    P(better), each with its interval, and the verdict."""
+    out = {"n": (len(x), len(y))}
+    if min(out["n"]) < 2:
+        return out
+    x, y = outcomes(claim, exp, x), outcomes(claim, exp, y)
+    out["rel"] = (relative(x, y), *bootstrap_ci(relative, x, y))
+    out["p"] = (prob_greater(x, y), *bootstrap_ci(prob_greater, x, y))
+    out["verdict"] = verdict(*out["rel"][1:], min(out["n"]), claim.no_gain)
+    return out
+
+
+def rows(results_dir, plotted):
+    """One dict a claim and env id: its comparison with the claim's `versus` and, where it has one, with its control."""
     out, cache = [], {}
     for claim in CLAIMS:
         exp = EXPERIMENTS[claim.experiment]
-        versus = claim.versus or exp.baseline
         runs_by_env = cache.setdefault(claim.experiment, load(results_dir, claim.experiment))
-        own_by_env = runs_by_env if recall_dir is None else load(recall_dir, claim.experiment)
         for env_id in claim.env_ids or exp.env_ids:
             runs = runs_by_env.get(env_id, {})
-            x, y = own_by_env.get(env_id, {}).get(claim.setting, []), runs.get(versus, [])
-            if recall_dir is not None and not x:
-                continue
-            row = {"claim": claim, "env_id": env_id, "versus": versus, "n": (len(x), len(y)), "exp": exp}
-            row["plotted"] = claim.experiment in plotted
-            if min(len(x), len(y)) < 2:
-                out.append(row)
-                continue
-            x, y = outcomes(claim, exp, x), outcomes(claim, exp, y)
-            rel = (relative(x, y), *bootstrap_ci(relative, x, y))
-            row |= {"diff": (difference(x, y), *bootstrap_ci(difference, x, y)), "rel": rel}
-            row |= {
-                "p": (prob_greater(x, y), *bootstrap_ci(prob_greater, x, y)),
-                "verdict": verdict(*rel[1:], min(row["n"]), claim.no_gain),
-            }
+            own = runs.get(claim.setting, [])
+            row = {"claim": claim, "env_id": env_id, "exp": exp, "plotted": claim.experiment in plotted}
+            row["versus"] = compare(claim, exp, own, runs.get(claim.versus or exp.baseline, []))
+            row["control"] = claim.control and compare(claim, exp, own, runs.get(claim.control, []))
             out.append(row)
     return out
 
 
+def credit(row):
+    """Whether a gain over the comparison is the traces' doing: only if the untrained model's recall phase, every
+    other step of the method, does not get it too."""
+    if row["versus"].get("verdict") != "reproduced" or not row["control"] or "verdict" not in row["control"]:
+        return ""
+    return {"reproduced": "the gain is the traces'", "not reproduced": "the gain is not the traces' doing"}.get(
+        row["control"]["verdict"], "not shown to be the traces'"
+    )
+
+
 def effect_name(claim, exp):
     if claim.metric is not None:
-        return f"difference of the final {claim.metric}"
+        return f"final {claim.metric}"
     threshold = claim.threshold if claim.threshold is not None else exp.threshold
     if threshold is not None:
-        return f"env steps saved to {exp.metric} >= {threshold}"
-    return f"difference of the {final_name(exp)}"
+        return f"env steps to {exp.metric} >= {threshold}"
+    return "final " + exp.metric + (f" (mean of the last {exp.final_evals})" if exp.final_evals > 1 else "")
 
 
 def env_name(exp, env_id):
     return env_id if exp.env_flag == "--env-id" else f"{env_id}x{env_id}"
 
 
+def cells(comparison):
+    """The relative effect [95% CI] and the verdict of one comparison; 'pending' below 2 seeds a side."""
+    if comparison is None:
+        return ["", ""]
+    if "rel" not in comparison:
+        return ["", "pending"]
+    value, low, high = (100 * v for v in comparison["rel"])
+    interval = f" [{low:+.0f}, {high:+.0f}]" if np.isfinite(low) else ""
+    return [f"{value:+.0f}%{interval}", f"**{comparison['verdict']}**"]
+
+
 def table(rows):
-    head = ["claim", "env", "seeds", "effect [95% CI]", "relative [95% CI]", "P(better) [95% CI]", "verdict"]
+    head = ["claim (paper); runs; ours vs the paper", "env", "seeds", "vs the comparison", "verdict"]
+    head += ["vs the untrained model", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "-|" * len(head)]
     for i, r in enumerate(rows):
         claim, exp = r["claim"], r["exp"]
         what = ""
         if i == 0 or rows[i - 1]["claim"] is not claim:
             link = f"[{claim.experiment}](figures/{claim.experiment}.md)" if r["plotted"] else claim.experiment
-            what = f"{claim.text} ({claim.paper}); {link}: `{claim.setting}` vs `{r['versus']}`, {effect_name(claim, exp)}"
-        seeds = f"{r['n'][0]} vs {r['n'][1]}"
-        if "diff" not in r:
-            cells = ["", "", "", "pending"]
-        else:
-            rel = r["rel"]
-            cells = [
-                fmt(*r["diff"]),
-                f"{100 * rel[0]:+.0f}% [{100 * rel[1]:+.0f}, {100 * rel[2]:+.0f}]" if np.isfinite(rel[1]) else "-",
-                fmt(*r["p"]),
-                f"**{r['verdict']}**",
-            ]
-        lines.append("| " + " | ".join([what, env_name(exp, r["env_id"]), seeds, *cells]) + " |")
+            versus = f"`{claim.setting}` vs `{claim.versus or exp.baseline}`"
+            control = f" (untrained: `{claim.control}`)" if claim.control else ""
+            what = f"{claim.text} ({claim.paper}); {link}: {versus}{control}, {effect_name(claim, exp)}; ours: {claim.differs}"
+        seeds = "{} vs {}".format(*r["versus"]["n"]) + (" / {}".format(r["control"]["n"][1]) if r["control"] else "")
+        control = cells(r["control"] or None)
+        if reading := credit(r):
+            control[1] += f": {reading}"
+        lines.append("| " + " | ".join([what, env_name(exp, r["env_id"]), seeds, *cells(r["versus"]), *control]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def summary(rows):
-    """One line a claim for the README: its runs' command and budget, its verdict on each env id, with the relative
-    effect and the seeds where measured."""
-    head = "| claim | paper | runs | verdict by env (effect relative to the comparison; seeds a side) |"
+    """One line a claim for the README: its runs' command and budget, and on each env id its verdict against the
+    comparison (relative effect, seeds a side) and, where run, against the untrained model."""
+    head = (
+        "| claim | paper | runs | verdict by env: against the comparison (effect, seeds a side); against the untrained model |"
+    )
     lines = [head, "|-|-|-|-|"]
     for claim in CLAIMS:
-        cells = []
+        parts = []
         for r in (r for r in rows if r["claim"] is claim):
-            effect = f", {100 * r['rel'][0]:+.0f}% ({r['n'][0]} vs {r['n'][1]})" if "rel" in r else ""
-            cells.append(f"{env_name(r['exp'], r['env_id'])}: {r.get('verdict', 'pending')}{effect}")
+            v = r["versus"]
+            text = f"{env_name(r['exp'], r['env_id'])}: {v.get('verdict', 'pending')}"
+            text += f", {100 * v['rel'][0]:+.0f}% ({v['n'][0]} vs {v['n'][1]})" if "rel" in v else ""
+            if r["control"]:
+                text += f"; untrained: {r['control'].get('verdict', 'pending')}"
+            parts.append(text)
         runs = f"`python benchmark/run.py {claim.experiment}`, {budget_text(EXPERIMENTS[claim.experiment])} env steps"
-        lines.append(f"| {claim.text} | {claim.paper} | {runs} | {'; '.join(cells)} |")
+        lines.append(f"| {claim.text} | {claim.paper} | {runs} | {'; '.join(parts)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -258,33 +268,36 @@ def replace_between(path, text, start="<!-- verdicts:start -->", end="<!-- verdi
     return True
 
 
-def differences():
-    """One line a claim: how our setting differs from the paper's."""
-    return "\n".join(f"- {claim.text} ({claim.paper}): {claim.differs}" for claim in CLAIMS if claim.differs) + "\n"
-
-
 def figure(rows, path):
-    """A forest plot: each measured row's relative effect with its 95% interval."""
+    """A forest plot: each measured row's relative effect with its 95% interval, against the comparison (dots) and
+    against the untrained model (open squares, just below)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if "rel" in r]
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(done) + 1.2))
+    done = [r for r in rows if "rel" in r["versus"] or (r["control"] and "rel" in r["control"])]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(done) + 1.4))
     colours = {"reproduced": "tab:green", "not reproduced": "tab:red"}
     for i, r in enumerate(done):
-        value, low, high = (100 * v for v in r["rel"])
-        colour = colours.get(r["verdict"], "tab:gray")
-        ax.errorbar(value, i, xerr=[[value - low], [high - value]] if np.isfinite(low) else None, fmt="o", color=colour)
-    labels = [
-        f"{r['claim'].experiment}: {r['claim'].setting} vs {r['versus']}, {env_name(r['exp'], r['env_id'])}" for r in done
-    ]
+        for comparison, offset, marker in ((r["versus"], 0.0, "o"), (r["control"] or {}, 0.3, "s")):
+            if "rel" not in comparison:
+                continue
+            value, low, high = (100 * v for v in comparison["rel"])
+            colour = colours.get(comparison["verdict"], "tab:gray")
+            xerr = [[value - low], [high - value]] if np.isfinite(low) else None
+            face = colour if marker == "o" else "none"
+            ax.errorbar(value, i + offset, xerr=xerr, fmt=marker, color=colour, mfc=face)
+    labels = []
+    for r in done:
+        claim = r["claim"]
+        labels.append(f"{claim.experiment}: {claim.setting} vs {claim.versus or r['exp'].baseline}, "
+                      f"{env_name(r['exp'], r['env_id'])}")  # fmt: skip
     ax.set_yticks(range(len(done)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.axvline(100 * MARGIN, color="black", lw=0.8, ls=":")
-    ax.set_xlabel("effect / the comparison's mean, % (95% CI; > 0: as the paper claims)")
+    ax.set_xlabel("effect / the other side's mean, % (95% CI; > 0: as the paper claims); square: vs the untrained model")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -330,125 +343,36 @@ def baselines(results_dir):
     return "\n".join(lines) + "\n"
 
 
-def qlr_rule(results_dir, seeds=5):
-    """The rule that sets --q-lr's default (see the template), evaluated on sac_baseline's result files."""
-    exp, lines, holds = EXPERIMENTS["sac_baseline"], [], []
-    runs_by_env = load(results_dir, "sac_baseline")
-    for env_id in exp.env_ids:
-        old, new = (runs_by_env.get(env_id, {}).get(s, []) for s in ("qlr3e-4", "qlr1e-3"))
-        if min(len(old), len(new)) < seeds:
-            lines.append(f"- {env_id}: {len(new)} and {len(old)} seeds so far, the rule waits for {seeds}")
-            holds.append(None)
+def tuning(results_dir):
+    """Each tuning experiment's rule (docs/reproduction.md, "Settings"): a rate's score is the mean area under its
+    recall runs' curves over the base algorithm's on the same env, averaged over the envs (and four-room's two recall
+    settings); the best rate becomes the default unless the default of the time scores within TUNING_MARGIN of it."""
+    lines = []
+    for name, default in TUNED.items():
+        exp = EXPERIMENTS[name]
+        runs_by_env, ratios, missing = load(results_dir, name), {}, 0
+        for env_id in exp.env_ids:
+            settings = runs_by_env.get(env_id, {})
+            missing += sum(len(exp.seeds) - len(settings.get(s, [])) for s in exp.settings)
+            if missing:
+                continue
+            grid, _ = curves([run for runs in settings.values() for run in runs], exp.metric)
+            base = areas(settings[exp.baseline], grid, exp.metric).mean()
+            for setting in exp.settings:
+                if setting != exp.baseline:
+                    rate = setting.rsplit("lr", 1)[1]
+                    ratios.setdefault(rate, []).append(areas(settings[setting], grid, exp.metric).mean() / base)
+        if missing:
+            lines.append(f"- `{name}`: **pending**, {missing} of its {len(exp.settings) * len(exp.seeds) * len(exp.env_ids)} "
+                         f"runs to go")  # fmt: skip
             continue
-        grid, _ = curves(old + new, exp.metric)
-        auc_old, auc_new = (areas(runs, grid, exp.metric).mean() for runs in (old, new))
-        final_old, final_new = (np.mean([i["summary"]["final"] for i, _ in runs]) for runs in (old, new))
-        holds.append(bool(auc_new > auc_old and final_new >= 0.9 * final_old))
-        lines.append(f"- {env_id}, {len(new)} and {len(old)} seeds: area under the eval curve {auc_new:,.0f} (1e-3) "
-                     f"against {auc_old:,.0f} (3e-4), last eval {final_new:,.0f} against {final_old:,.0f}: "
-                     f"{'holds' if holds[-1] else 'fails'}")  # fmt: skip
-    outcome = "pending" if None in holds else "1e-3" if all(holds) else "3e-4"
-    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome}**.\n"
-
-
-def imitation_rule(results_dir, seeds=3, margin=0.1):
-    """The rule that sets --imitation-coef's default (see the template), evaluated on sac_imitation_coef's files: on
-    each run's last eval, as written; beside it, on SAC's final metric (the mean of the last evals), as a check."""
-    exp, lines = EXPERIMENTS["sac_imitation_coef"], []
-    weights = [s for s in exp.settings if s != exp.baseline]
-    ratios = {measure: defaultdict(list) for measure in ("last", "final")}
-    runs_by_env = load(results_dir, "sac_imitation_coef")
-    for env_id in exp.env_ids:
-        runs = {s: runs_by_env.get(env_id, {}).get(s, []) for s in exp.settings}
-        if min(map(len, runs.values())) < seeds:
-            counts = ", ".join(f"{s} {len(v)}" for s, v in runs.items())
-            lines.append(f"- {env_id}: seeds so far {counts}; the rule waits for {seeds} of each")
-            continue
-        parts = []
-        for measure, name, evals in (("last", "last eval", 1), ("final", "final metric", exp.final_evals)):
-            as_measured = replace(exp, final_evals=evals)  # the final metric over the last `evals` evals
-            sac = np.mean(final_values(as_measured, runs[exp.baseline]))
-            for s in weights:
-                ratios[measure][s].append(np.mean(final_values(as_measured, runs[s])) / sac)
-            shares = ", ".join(f"{s.removeprefix('coef')} {ratios[measure][s][-1]:.2f}" for s in weights)
-            parts.append(f"mean {name} as a share of plain SAC's ({sac:,.0f}): {shares}")
-        lines.append(f"- {env_id}, {seeds} seeds: " + "; ".join(parts))
-    outcome = {}
-    for measure, by_weight in ratios.items():
-        outcome[measure] = "pending"
-        if by_weight and all(len(r) == len(exp.env_ids) for r in by_weight.values()):
-            mean = {s: np.mean(r) for s, r in by_weight.items()}
-            best = max(mean, key=mean.get)
-            outcome[measure] = best.removeprefix("coef") if mean[best] > mean["coef0.1"] + margin else "0.1"
-    check = f" (on the mean final metric, {exp.final_evals} evals a run, it would be {outcome['final']})"
-    return "\n".join(lines) + f"\n\nBy this rule the default is **{outcome['last']}**{check}.\n"
-
-
-def eval_phase(results_dir):
-    """Each SAC + recall run rerun since f8ab44f beside the removed file of the same run (see the template): the
-    eval at 95k env steps, the same policy in both, and the final eval, straight after a recall phase before the fix
-    and 5 SAC updates after one now. The rerun is the file at the removed file's imitation weight, in its experiment's
-    folder or, once that weight is no longer the default, in SUPERSEDED."""
-    if not (results_dir / BEFORE_FIX).exists():
-        return f"No {BEFORE_FIX} in the results directory.\n"
-    with open(results_dir / BEFORE_FIX) as f:
-        before = {(r["experiment"], r["env_id"], r["setting"], int(r["seed"])): r for r in csv.DictReader(f)}
-    groups = defaultdict(list)
-    for (name, env_id, setting, seed), old in before.items():
-        weight = float(old["imitation_coef"])  # a rerun runs at its removed file's weight, wherever it is kept now
-        paths = [result_path(root, name, env_id, setting, seed) for root in (results_dir, results_dir / SUPERSEDED)]
-        runs = [read(path) for path in paths if path.exists()]
-        runs = [(i, s) for i, s in runs if i.get("args", {}).get("imitation_coef", weight) == weight]
-        if not runs:
-            continue
-        identity, series = runs[0]
-        if "reused_from" in identity:  # a copy: its run is counted where it was made
-            continue
-        steps, values = series["eval/episodic_return"]
-        same = steps[-2] == 95_000 and abs(values[-2] - float(old["eval_95k"])) < 0.05  # CSV: 6 significant digits
-        final_metric = final_values(EXPERIMENTS[name], [(identity, series)])[0]
-        groups[(name, env_id, setting)].append((seed, same, float(old["final"]), identity["summary"]["final"], final_metric))
-    if not groups:
-        return f"No run of {BEFORE_FIX} rerun yet ({len(before)} files removed, copies included).\n"
-    lines = ["| experiment | env | setting | reruns | 95k eval as before | final eval before (mean) | final eval now "
-             "(mean) | now minus before where the 95k eval is, mean [lowest, highest] | "
-             "each pair: seed, final eval before → now |",
-             "|" + "---|" * 9]  # fmt: skip
-    all_gains, shares = [], []  # of the reruns that are the same run up to their last recall phase: the final eval
-    # now minus before, and that as a share of the rerun's final metric (the rule of the template)
-    for (name, env_id, setting), runs in sorted(groups.items()):
-        seeds, same, old, new, final_metric = (np.array(column) for column in zip(*runs, strict=True))
-        same = same.astype(bool)
-        gain = (new - old)[same]
-        all_gains += list(gain)
-        shares += list(np.abs(gain) / np.abs(final_metric[same]))
-        paired = f"{gain.mean():+,.0f} [{gain.min():+,.0f}, {gain.max():+,.0f}]" if len(gain) else "no pair"
-        each = "; ".join(f"{s}: {o:,.0f} → {n:,.0f}" for s, o, n in zip(seeds[same], old[same], new[same], strict=True))
-        lines.append(f"| {name} | {env_id} | {setting} | {len(runs)} | {same.sum()} of {len(runs)} | {old.mean():,.0f} "
-                     f"| {new.mean():,.0f} | {paired} | {each} |")  # fmt: skip
-    gains, n_runs = np.array(all_gains), sum(map(len, groups.values()))
-    text = f"None of the {n_runs} reruns so far repeats its removed file's 95k eval"
-    if len(gains):
-        mean = fmt(gains.mean(), *bootstrap_ci(np.mean, gains), digits=0)  # returns: whole numbers, even near 0
-        text = (f"Over the {len(gains)} reruns that repeat their removed file's 95k eval, the final eval now minus "
-                f"before is {mean} on average, positive in {int((gains > 0).sum())} of them")  # fmt: skip
-    others = n_runs - len(gains)
-    if others and len(gains):
-        text += f"; the {others} other reruns ran apart from their removed file before 95k env steps"
-    return "\n".join(lines) + f"\n\n{text}.\n\n{restore_rule(shares)}\n"
-
-
-def restore_rule(shares, pairs=4, most=0.2):
-    """The template's rule: restore the removed files when at least `pairs` pairs each differ in their last eval by
-    no more than `most` of the rerun's final metric; rerun them once one pair differs by more."""
-    if not shares:
-        return f"By the rule above: **pending**, none of the {pairs} pairs it waits for."
-    worst = f"the largest gap in the last eval is {max(shares):.1%} of its rerun's final metric"
-    if max(shares) > most:
-        return f"By the rule above: **rerun** ({len(shares)} pairs; {worst}, over {most:.0%})."
-    if len(shares) < pairs:
-        return f"By the rule above: **pending**, {len(shares)} of the {pairs} pairs it waits for ({worst})."
-    return f"By the rule above: **restore** ({len(shares)} pairs; {worst})."
+        score = {rate: np.mean(r) for rate, r in ratios.items()}
+        best = max(score, key=score.get)
+        chosen = default if score[default] >= score[best] - TUNING_MARGIN else best
+        scores = ", ".join(f"{rate} {value:.3f}" for rate, value in score.items())
+        lines.append(f"- `{name}` (seeds {', '.join(map(str, exp.seeds))}; {', '.join(exp.env_ids)}): score by "
+                     f"`--imitation-lr` {scores}; the default was {default}, the rule chooses **{chosen}**")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def budget_text(exp):
@@ -477,11 +401,7 @@ if __name__ == "__main__":
     all_rows = rows(args.results_dir, plotted)
     figure(all_rows, figures / "reproduction.png")
     text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
-    text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{DIFFERS}}", differences())
-    text = text.replace("{{QLR_RULE}}", qlr_rule(args.results_dir))
-    text = text.replace("{{IMITATION_RULE}}", imitation_rule(args.results_dir))
-    text = text.replace("{{EVAL_PHASE}}", eval_phase(args.results_dir))
-    text = text.replace("{{SUPERSEDED}}", table(rows(args.results_dir, plotted, args.results_dir / SUPERSEDED)))
+    text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{TUNING}}", tuning(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

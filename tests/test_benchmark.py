@@ -13,7 +13,7 @@ import torch
 from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmark"))
-from experiments import EXPERIMENTS  # noqa: E402
+from experiments import EXPERIMENTS, Experiment, Setting  # noqa: E402
 from plot import bootstrap_ci, diagnostics, final_values, prob_greater  # noqa: E402
 from report import verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
@@ -53,15 +53,15 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
     again = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
     assert again.returncode == 0 and "4 done, 0 made by other experiments, 0 to run" in again.stdout
     assert [f.stat().st_mtime_ns for f in files] == mtimes
-    # the same commands in another experiment (App. F reruns Fig. 2's settings) are copied, not run again
+    # the same commands in another experiment (Fig. 4 sets Fig. 2's settings beside PER) are copied, not run again
     other = [*TINY, "--results-dir", "res"]
-    other[0] = "fig14_random_model"
+    other[0] = "fig4_per"
     dry = benchmark("run.py", tmp_path, *other, "--dry-run")
     assert dry.stdout.count("copy  ") == 4 and "4 made by other experiments, 0 to run" in dry.stdout
     assert benchmark("run.py", tmp_path, *other).returncode == 0
     for path in files:
-        (identity, series), (copied, copied_series) = read(path), read(tmp_path / "res" / "fig14_random_model" / path.name)
-        assert copied["experiment"] == "fig14_random_model" and copied["reused_from"] == f"fig2_fourroom/{path.name}"
+        (identity, series), (copied, copied_series) = read(path), read(tmp_path / "res" / "fig4_per" / path.name)
+        assert copied["experiment"] == "fig4_per" and copied["reused_from"] == f"fig2_fourroom/{path.name}"
         assert copied["summary"] == identity["summary"] and copied["flags"] == identity["flags"]
         np.testing.assert_array_equal(copied_series["charts/success_rate"][1], series["charts/success_rate"][1])
 
@@ -121,7 +121,7 @@ def test_a_method_default_changed_since_leaves_its_plain_runs_alone(tmp_path):
             assert (run_key(identity) == run_key({**identity, "args": made})) == (not on), (script, on)
 
 
-def test_an_argument_the_script_no_longer_has_does_not_act(tmp_path):
+def test_an_argument_the_script_no_longer_has_does_not_act(tmp_path, monkeypatch):
     """A file recording a flag since removed (SAC's imitation weight, before the imitation had its own optimizer):
     its plain run is still the same run and not stale; its recall run, made without today's --imitation-lr, is
     stale. An experiment whose settings pass a removed flag is refused in one line, before anything runs."""
@@ -136,9 +136,12 @@ def test_an_argument_the_script_no_longer_has_does_not_act(tmp_path):
         write(path, "# " + json.dumps({"args": made}) + "\n")
         assert bool(list(stale([(identity, path)]))) == on, on
         assert (run_key(identity) == run_key({**identity, "args": made})) == (not on), on
-    message = "sac_imitation_coef's setting coef0.03 passes --imitation-coef 0.03, which sac_recall_mujoco.py no longer"
-    assert check(RunArgs("sac_imitation_coef")).startswith(message)
-    assert check(RunArgs("sac_imitation_coef", settings=("sac",))) is None
+    old = Setting("recall, imitation weight 0.3", ("--imitation-coef", "0.3"))
+    exp = Experiment(sac, ("Hopper-v4",), {"sac": Setting("SAC", ("--no-recall",)), "coef0.3": old}, "sac", (1,), 1000)
+    monkeypatch.setitem(EXPERIMENTS, "old_weights", exp)
+    message = "old_weights's setting coef0.3 passes --imitation-coef 0.3, which sac_recall_mujoco.py no longer takes"
+    assert check(RunArgs("old_weights")) == message
+    assert check(RunArgs("old_weights", settings=("sac",))) is None
 
 
 @pytest.mark.slow
@@ -262,11 +265,13 @@ def write_runs(results, experiment, env_id, setting, outcomes, metric="eval/epis
 
 
 def test_report_verdicts_on_known_effects(tmp_path):
-    """Synthetic results with known effects give the three verdicts and 'pending', and the sign of a steps-to-threshold
+    """Synthetic results with known effects give the three verdicts and 'pending' against the comparison and against
+    the untrained model; a gain the untrained model also gets is not the traces' doing; the sign of a steps-to-threshold
     effect says that fewer steps is better."""
     rng, res = np.random.default_rng(0), tmp_path / "res"
     write_runs(res, "fig7_sac", "Hopper-v4", "sac", rng.normal(100, 5, 20))
-    write_runs(res, "fig7_sac", "Hopper-v4", "recall", rng.normal(130, 5, 20))  # +30%: reproduced
+    write_runs(res, "fig7_sac", "Hopper-v4", "recall", recall := rng.normal(130, 5, 20))  # +30%: reproduced
+    write_runs(res, "fig7_sac", "Hopper-v4", "random", recall + 1.3)  # ... and the untrained model gets it too
     write_runs(res, "fig7_sac", "Walker2d-v4", "sac", rng.normal(100, 5, 20))
     write_runs(res, "fig7_sac", "Walker2d-v4", "recall", rng.normal(90, 5, 20))  # -10%: not reproduced
     write_runs(res, "fig7_sac", "Ant-v4", "sac", [100.0, 102.0])
@@ -274,26 +279,30 @@ def test_report_verdicts_on_known_effects(tmp_path):
     steps = "charts/success_rate"
     write_runs(res, "fig2_fourroom", "11", "ac", rng.normal(50_000, 2000, 10), steps, 200_000)
     write_runs(res, "fig2_fourroom", "11", "true-learned", rng.normal(25_000, 2000, 10), steps, 200_000)  # half the steps
+    write_runs(res, "fig2_fourroom", "11", "true-random", rng.normal(50_000, 2000, 10), steps, 200_000)  # no gain
     out, readme = tmp_path / "docs" / "reproduction.md", tmp_path / "README.md"
     readme.write_text("# x\n<!-- verdicts:start -->\nold\n<!-- verdicts:end -->\nrest\n")
     result = benchmark("report.py", tmp_path, "--results-dir", "res", "--out", str(out), "--readme", str(readme))
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if "[fig7_sac](figures/fig7_sac.md): `recall` vs `sac`" in line)
-    verdicts = {line.split("|")[2].strip(): line.split("|")[-2].strip() for line in lines[first : first + 4]}
-    assert verdicts == {
-        "Hopper-v4": "**reproduced**",
-        "Walker2d-v4": "**not reproduced**",
-        "Ant-v4": "**inconclusive at 2 seeds**",
-        "HalfCheetah-v4": "pending",
+    cells = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[5:8]] for line in lines[first : first + 4]}
+    assert cells == {
+        "Hopper-v4": ["**reproduced**", cells["Hopper-v4"][1], "**not reproduced**: the gain is not the traces' doing"],
+        "Walker2d-v4": ["**not reproduced**", "", "pending"],
+        "Ant-v4": ["**inconclusive at 2 seeds**", "", "pending"],
+        "HalfCheetah-v4": ["pending", "", "pending"],
     }
+    assert cells["Hopper-v4"][1].startswith("-1%")  # recall against the untrained model, 1.3 above it
     fourroom = next(line for line in lines if "`true-learned` vs `ac`" in line).split("|")
-    assert fourroom[2].strip() == "11x11" and fourroom[-2].strip() == "**reproduced**"
-    value, low, high = map(float, re.fullmatch(r"([-+\d]+)% \[([-+\d]+), ([-+\d]+)\]", fourroom[5].strip()).groups())
+    assert fourroom[2].strip() == "11x11" and fourroom[5].strip() == "**reproduced**"
+    assert fourroom[7].strip() == "**reproduced**: the gain is the traces'"
+    value, low, high = map(float, re.fullmatch(r"([-+\d]+)% \[([-+\d]+), ([-+\d]+)\]", fourroom[4].strip()).groups())
     assert low <= 50 <= high and value > 40  # (50k - 25k) / 50k of the env steps saved
     sac = next(line for line in readme.read_text().splitlines() if line.startswith("| Recall improves SAC"))
-    assert "Hopper-v4: reproduced, +" in sac and "Walker2d-v4: not reproduced, -" in sac and "HalfCheetah-v4: pending" in sac
-    assert "| `python benchmark/run.py fig7_sac`, 100,000 env steps |" in sac and "(20 vs 20)" in sac
+    assert "Hopper-v4: reproduced, +" in sac and "(20 vs 20); untrained: not reproduced" in sac
+    assert "Walker2d-v4: not reproduced, -" in sac and "HalfCheetah-v4: pending; untrained: pending" in sac
+    assert "| `python benchmark/run.py fig7_sac`, 100,000 env steps |" in sac
     assert "old" not in readme.read_text() and readme.read_text().endswith("<!-- verdicts:end -->\nrest\n")
     assert (tmp_path / "docs" / "figures" / "reproduction.png").stat().st_size > 0
     assert (tmp_path / "docs" / "figures" / "fig7_sac.md").exists() and not (
@@ -301,105 +310,26 @@ def test_report_verdicts_on_known_effects(tmp_path):
     ).exists()
 
 
-def test_reruns_beside_the_removed_files(tmp_path):
-    """eval_phase pairs each rerun with the removed file of the same run: 'as before' only where the 95k evals match,
-    a copy (reused_from) counted where it was made, a run not rerun left out; the rule restores the removed files
-    after 4 pairs each within a fifth of its rerun's final metric, and reruns them once one pair is not. A rerun moved
-    to SUPERSEDED still pairs; a file made at another imitation weight than the removed one never does."""
-    from report import BEFORE_FIX, SUPERSEDED, eval_phase, restore_rule
+def test_the_tuning_rule_keeps_the_default_unless_another_rate_beats_it_by_the_margin(tmp_path):
+    """A rate's score is its mean area over the base algorithm's, averaged over the envs; the default of the time stays
+    unless the best rate scores more than TUNING_MARGIN above it; a tuning experiment short of runs is pending."""
+    from report import TUNED, TUNING_MARGIN, tuning
 
-    assert f"No {BEFORE_FIX}" in eval_phase(tmp_path)
-    before = ["experiment,env_id,setting,seed,imitation_coef,eval_95k,final,commit"]
-    before += ["fig7_sac,Hopper-v4,recall,1,0.03,1000.0,400.0,a", "fig7_sac,Hopper-v4,recall,2,0.03,1850.0,2100.0,b"]
-    before += ["fig7_sac,Hopper-v4,recall,3,0.03,1.0,1.0,c", "fig19_sac_ratio,Hopper-v4,imit5,1,0.03,950.0,400.0,a"]
-    before += ["fig7_sac,Walker2d-v4,recall,1,0.03,900.0,300.0,d"]
-    (tmp_path / BEFORE_FIX).write_text("\n".join(before) + "\n")
-    assert "No run of" in eval_phase(tmp_path)
-    write_runs(tmp_path, "fig7_sac", "Hopper-v4", "recall", [1000.0, 2000.0])  # evals at 95k: 1,000 and 2,000
-    write_runs(tmp_path, "fig7_sac", "Walker2d-v4", "recall", [1000.0])
-    rerun = read(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz")
-    rerun[1]["eval/episodic_return"][1][-1] = 600.0  # last eval 200 above before, its final metric 900: a 22% gap
-    write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(rerun[0] | {"summary": {"final": 600.0}}, rerun[1]))
-    copy = {"experiment": "fig19_sac_ratio", "env_id": "Hopper-v4", "setting": "imit5", "seed": 1}
-    copy |= {"summary": {"final": 1000.0}, "reused_from": "fig7_sac/Hopper-v4__recall__1.csv.gz"}
-    curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([950.0, 1000.0]))}
-    write(tmp_path / "fig19_sac_ratio" / "Hopper-v4__imit5__1.csv.gz", to_text(copy, curve))
-    text = eval_phase(tmp_path)
-    assert "| fig7_sac | Hopper-v4 | recall | 2 | 1 of 2 | 1,250 | 1,300 | +200 [+200, +200] |" in text
-    assert "fig19" not in text and "Over the 1 reruns" in text and "is 200 on average, positive in 1 of them" in text
-    assert "| fig7_sac | Walker2d-v4 | recall | 1 | 0 of 1 | 300 | 1,000 | no pair |  |" in text
-    assert "| +200 [+200, +200] | 1: 400 → 600 |" in text  # each pair by seed, the unpaired seed 2 left out
-    assert "**rerun** (1 pairs; the largest gap in the last eval is 22.2% of its" in text
-    assert "**restore** (4 pairs; the largest gap in the last eval is 20.0%" in restore_rule([0.1, 0.2, 0.0, 0.05])
-    assert "**pending**, 3 of the 4 pairs" in restore_rule([0.1, 0.2, 0.0])
-    assert "**rerun** (5 pairs; the largest gap in the last eval is 21.0%" in restore_rule([0.1] * 4 + [0.21])
-    assert "**rerun** (2 pairs" in restore_rule([0.1, 0.9])  # one pair over a fifth settles it
-    assert "the 2 other reruns ran apart" in text
-    rerun[1]["eval/episodic_return"][1][-1] = 404.93  # a gain near 0 is a return still: whole numbers, not 4.93
-    write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(rerun[0] | {"summary": {"final": 404.93}}, rerun[1]))
-    assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
-    # the default weight changes: the reruns at 0.03 move to SUPERSEDED and still pair; a run at the new weight does not
-    (tmp_path / SUPERSEDED).mkdir()
-    (tmp_path / "fig7_sac").rename(tmp_path / SUPERSEDED / "fig7_sac")
-    new_default = rerun[0] | {"args": {"imitation_coef": 0.3}, "summary": {"final": 5000.0}}  # its 95k eval as before
-    curve = {"eval/episodic_return": (np.array([95_000.0, 100_000.0]), np.array([1000.0, 5000.0]))}
-    write(tmp_path / "fig7_sac" / "Hopper-v4__recall__1.csv.gz", to_text(new_default, curve))
-    assert "is 5 on average, positive in 1 of them" in eval_phase(tmp_path)
+    exp, default, other = EXPERIMENTS["tune_trpo"], TUNED["tune_trpo"], "1.5e-3"
 
+    def rule(gain):
+        """Every rate's curve at the base algorithm's, `other`'s at (1 + gain) of it on both envs: tune_trpo's line."""
+        for env_id in exp.env_ids:
+            for setting in exp.settings:
+                outcome = 1000.0 * (1 + gain * setting.endswith(f"lr{other}"))
+                write_runs(tmp_path, "tune_trpo", env_id, setting, [outcome] * 3, budget=exp.steps(env_id))
+        return next(line for line in tuning(tmp_path).splitlines() if "`tune_trpo`" in line)
 
-def test_claims_on_superseded_recall_runs(tmp_path):
-    """Recall files moved to SUPERSEDED are compared with today's baseline runs in their own table, only for the envs
-    they cover; the main table no longer counts them but keeps every claim, pending where it has no files."""
-    from report import SUPERSEDED, rows
-
-    write_runs(tmp_path, "fig7_sac", "Ant-v4", "sac", [600.0, 650.0, 700.0, 620.0, 680.0])
-    write_runs(tmp_path / SUPERSEDED, "fig7_sac", "Ant-v4", "recall", [900.0, 950.0, 1000.0, 920.0, 980.0])
-    (old,) = [r for r in rows(tmp_path, set(), tmp_path / SUPERSEDED) if r["claim"].experiment == "fig7_sac"]
-    assert old["env_id"] == "Ant-v4" and old["n"] == (5, 5) and old["verdict"] == "reproduced"
-    now = [r for r in rows(tmp_path, set()) if r["claim"].experiment == "fig7_sac" and r["env_id"] == "Ant-v4"]
-    assert now[0]["n"] == (0, 5) and "verdict" not in now[0]
-    # a claim with no result files at all still has its pending rows in the main table, and none in the other
-    assert [r["n"] for r in rows(tmp_path, set()) if r["claim"].experiment == "fig5_goalgan_ant"] == [(0, 0)]
-
-
-def test_the_rule_for_the_default_critic_rate(tmp_path):
-    """1e-3 becomes the default when its area under the curve is higher on both envs and its final eval not lower by a
-    tenth; a worse env keeps 3e-4; fewer than 5 seeds a side leaves it pending."""
-    from report import qlr_rule
-
-    for env_id in ("Hopper-v4", "Walker2d-v4"):
-        write_runs(tmp_path, "sac_baseline", env_id, "qlr3e-4", [100.0, 110.0, 90.0, 100.0, 100.0])
-        write_runs(tmp_path, "sac_baseline", env_id, "qlr1e-3", [130.0, 120.0, 140.0, 130.0, 130.0])
-    assert qlr_rule(tmp_path).count(": holds") == 2 and "the default is **1e-3**" in qlr_rule(tmp_path)
-    write_runs(tmp_path, "sac_baseline", "Walker2d-v4", "qlr1e-3", [85.0] * 5)
-    assert "Walker2d-v4, 5 and 5 seeds" in qlr_rule(tmp_path) and "the default is **3e-4**" in qlr_rule(tmp_path)
-    (tmp_path / "sac_baseline" / "Hopper-v4__qlr1e-3__5.csv.gz").unlink()
-    assert "Hopper-v4: 4 and 5 seeds so far" in qlr_rule(tmp_path) and "**pending**" in qlr_rule(tmp_path)
-
-
-def test_the_rule_for_the_default_imitation_weight(tmp_path):
-    """The weight with the best share of plain SAC's final eval, averaged over both envs, becomes the default when it
-    beats 0.1's share by more than a tenth; a smaller lead keeps 0.1; a missing seed leaves it pending. The rule reads
-    the last eval; the same rule on the mean of the last 4 evals is printed beside it."""
-    from report import imitation_rule
-
-    for env_id, sac in (("Hopper-v4", 100.0), ("Walker2d-v4", 200.0)):
-        write_runs(tmp_path, "sac_imitation_coef", env_id, "sac", [sac] * 3)
-        for weight, share in (("0.03", 0.9), ("0.1", 0.7), ("0.3", 0.5)):
-            write_runs(tmp_path, "sac_imitation_coef", env_id, f"coef{weight}", [share * sac] * 3)
-    assert "Walker2d-v4, 3 seeds" in imitation_rule(tmp_path) and "the default is **0.03**" in imitation_rule(tmp_path)
-    assert "(on the mean final metric, 4 evals a run, it would be 0.03)" in imitation_rule(tmp_path)
-    write_runs(tmp_path, "sac_imitation_coef", "Hopper-v4", "coef0.03", [60.0] * 3)  # mean share 0.75 against 0.7
-    assert "the default is **0.1** (on the mean final metric, 4 evals a run, it would be 0.1)" in imitation_rule(tmp_path)
-    for env_id, sac in (("Hopper-v4", 100.0), ("Walker2d-v4", 200.0)):  # 0.3 jumps from 0 to twice plain SAC at the end
-        for seed in (1, 2, 3):
-            path = tmp_path / "sac_imitation_coef" / f"{env_id}__coef0.3__{seed}.csv.gz"
-            identity, series = read(path)
-            series["eval/episodic_return"][1][-4:] = [0.0, 0.0, 0.0, 2 * sac]
-            write(path, to_text(identity | {"summary": {"final": 2 * sac}}, series))
-    assert "the default is **0.3** (on the mean final metric, 4 evals a run, it would be 0.1)" in imitation_rule(tmp_path)
-    (tmp_path / "sac_imitation_coef" / "Walker2d-v4__coef0.3__3.csv.gz").unlink()
-    assert "coef0.3 2; the rule waits for 3" in imitation_rule(tmp_path) and "**pending**" in imitation_rule(tmp_path)
+    line = rule(2 * TUNING_MARGIN)
+    assert f"the rule chooses **{other}**" in line and f"{other} {1 + 2 * TUNING_MARGIN:.3f}" in line
+    assert f"the rule chooses **{default}**" in rule(TUNING_MARGIN / 2)
+    (tmp_path / "tune_trpo" / f"Walker2d-v4__lr{other}__3.csv.gz").unlink()
+    assert "`tune_trpo`: **pending**, 1 of its 30 runs to go" in tuning(tmp_path)
 
 
 def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_gain():
