@@ -372,6 +372,17 @@ def tuning(results_dir):
         scores = ", ".join(f"{rate} {value:.3f}" for rate, value in score.items())
         lines.append(f"- `{name}` (seeds {', '.join(map(str, exp.seeds))}; {', '.join(exp.env_ids)}): score by "
                      f"`--imitation-lr` {scores}; the default was {default}, the rule chooses **{chosen}**")  # fmt: skip
+        if exp.threshold is not None:  # beside the rule, not part of it: the measure of the claims it serves
+            steps = {}
+            for settings in runs_by_env.values():
+                for setting, runs in settings.items():
+                    rate = setting.rsplit("lr", 1)[1] if setting != exp.baseline else exp.baseline
+                    steps.setdefault(rate, []).extend(
+                        i["summary"].get("steps_to_threshold") or i["total_timesteps"] for i, _ in runs
+                    )
+            order = sorted(steps, key=lambda rate: -1 if rate == exp.baseline else float(rate))
+            means = ", ".join(f"{rate} {np.mean(steps[rate]):,.0f}" for rate in order)
+            lines.append(f"  - not the rule's measure: mean env steps to {exp.metric} >= {exp.threshold} by rate, {means}")
     return "\n".join(lines) + "\n"
 
 
