@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from PIL import Image  # installed with gymnasium[mujoco] (imageio), used by tensorboard's images
 from torch.nn.utils import parameters_to_vector
 from torch.utils.tensorboard import SummaryWriter
 
@@ -146,6 +147,7 @@ def make_env(env_id, idx, capture_video, run_name, size, slip):
     return thunk
 
 
+# differs from the MuJoCo scripts' copies: CleanRL's orthogonal initialisation (per_fourroom.py's too)
 def mlp(n_in, n_out, hidden, activation, out_std=1.0):
     """Orthogonal weights (gain sqrt 2, the last layer's own) and zero biases, the init of CleanRL's discrete
     actor-critics; the continuous scripts' mlp keeps PyTorch's default init."""
@@ -175,6 +177,7 @@ class ActorCritic(nn.Module):
         return torch.distributions.Categorical(logits=self.actor(F.one_hot(cells, self.n_cells).float()))
 
 
+# differs from the MuJoCo scripts' copies: cells and actions are discrete, so two categoricals and no normaliser
 class BacktrackingModel(nn.Module):
     """B_phi = q(a_t|s_{t+1}) q(s_t|a_t, s_{t+1}) for discrete cells (paper 2.1, 3.1; App. C: 2x128 units).
 
@@ -216,26 +219,27 @@ def true_predecessor_table(env):
     return pred
 
 
-def generate_recall_traces(bt_model, targets, trace_len, pred, bt_state="learned", bt_action="learned"):
+# differs from the MuJoCo scripts' copies: discrete cells, the true backward state model and App. F's uniform actions
+def generate_recall_traces(bt_model, targets, trace_len, pred, state_model="learned", action_model="learned"):
     """Sample recall traces backwards from `targets`, all traces at once (paper 2.1, Algorithm 1 line 11).
 
     From s_{t+1}: a_t ~ q(a_t|s_{t+1}), then s_t ~ q(s_t|a_t, s_{t+1}); repeat from s_t for `trace_len` steps.
-    With bt_state == "true", s_t is uniform over the true predecessors and a_t is restricted to actions that
-    have one. Returns the (s_t, a_t) pairs as tensors of shape (trace_len, num_traces), and the fraction of
-    backward steps the true dynamics allow (`pred[s_{t+1}, a_t, s_t]`).
+    With state_model "true", s_t is uniform over the true predecessors and a_t is restricted to actions that have
+    one; with action_model "random" (App. F), a_t is uniform. Returns the (s_t, a_t) pairs as tensors of shape
+    (trace_len, num_traces), and the fraction of backward steps the true dynamics allow (`pred[s_{t+1}, a_t, s_t]`).
     """
     cells, actions, valid = [], [], []
     next_cells = targets
     for _ in range(trace_len):
-        if bt_action == "learned":
+        if action_model == "learned":
             logits = bt_model.action_logits(next_cells)
         else:  # App. F: a random (untrained) backward action model
             logits = torch.zeros(len(next_cells), bt_model.n_actions, device=next_cells.device)
-        if bt_state == "true":
+        if state_model == "true":
             # an action no predecessor can have taken into s_{t+1} is not a backward step of the true model
             logits = logits.masked_fill(~pred[next_cells].any(-1), -torch.inf)
         a = torch.distributions.Categorical(logits=logits).sample()
-        if bt_state == "true":
+        if state_model == "true":
             s = torch.multinomial(pred[next_cells, a].float(), 1).squeeze(-1)
         else:
             s = torch.distributions.Categorical(logits=bt_model.state_logits(a, next_cells)).sample()
@@ -247,11 +251,13 @@ def generate_recall_traces(bt_model, targets, trace_len, pred, bt_state="learned
     return torch.stack(cells), torch.stack(actions), validity
 
 
+# differs from the other copies: the agent's categorical policy over cells
 def imitation_loss(agent, cells, actions):
     """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
     return -agent.dist(cells.flatten()).log_prob(actions.flatten()).mean()
 
 
+# differs from the other copies: the gradient is clipped, as the actor-critic's own is
 def imitation_step(agent, imitation_optimizer, cells, actions, max_grad_norm):
     """Algorithm 1, line 13: one step on Eq. 3 over recall traces, by the imitation's own optimizer (over the actor
     alone): the actor-critic's Adam holds the RL gradients' moments, and a step of it would mostly repeat the last RL
@@ -270,52 +276,57 @@ def step_cosine(step, base_step):
     return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
 
 
-def recall_phase(agent, imitation_optimizer, bt_model, bt_optimizer, buffer, pred, goal, kl_cells, base_step, args):
+# differs from the other copies: line 8 ranks the top-k_traj buffer here, and the goal can be the target
+def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_obs, base_step, args):
     """Algorithm 1, lines 8-13: fit the learned parts of the backtracking model (Eq. 2) to the most valuable
     transitions of the top-k_traj buffer, sample recall traces back from the target states, take imitation steps
-    on them (Eq. 3). `kl_cells`: real cells on which the imitation steps' KL is measured; `base_step`: the
-    actor-critic's update of the actor's parameters since the last phase. Returns the diagnostics and the last
-    traces (None when there is no target yet: no trajectory with a positive return)."""
-    cells, acts, nexts, rews = (torch.as_tensor(x, device=kl_cells.device) for x in buffer.transitions())
+    on them (Eq. 3). `learner`: the actor-critic (its critic ranks the transitions); `data`: the buffer's transitions
+    (cells, actions, next_cells, rewards), its best return, the true predecessor table and the goal cell; `kl_obs`:
+    real cells on which the imitation steps' KL is measured; `base_step`: the actor-critic's update of the actor's
+    parameters since the last phase. Returns the diagnostics and the last traces (None when there is no target
+    yet: no trajectory with a positive return). Cells are discrete: no normaliser, no trace guard; the true
+    predecessor table says how many backward steps are valid instead."""
+    agent, pred, goal = learner, data["true_model"], data["goal"]
+    cells, acts, nexts, rews = data["cells"], data["actions"], data["next_cells"], data["rewards"]
     # line 8: the top top_k_frac of the buffer's transitions by the value of arriving in s_{t+1}: r_t + gamma V(s_{t+1}),
     # and just r_t at the goal (V of every cell at once: far cheaper than V of every transition)
     with torch.no_grad():
-        cell_values = agent.value(torch.arange(agent.n_cells, device=kl_cells.device))
+        cell_values = agent.value(torch.arange(agent.n_cells, device=kl_obs.device))
     arrival_value = rews.float() + args.gamma * cell_values[nexts] * (nexts != goal)
     top = torch.argsort(arrival_value, descending=True)[: max(1, int(args.top_k_frac * len(cells)))]
-    # line 9: maximum likelihood (Eq. 2) of the learned parts; the true state model and App. F's random model have none
+    # lines 8-9: maximum likelihood (Eq. 2) of the learned parts; the true state model and App. F's random model have none
     learn_action = args.bt_model == "learned"
     learn_state = learn_action and args.bt_state == "learned"
     stats = {}
     for _ in range(args.bt_updates if learn_action else 0):
-        batch = top[torch.randint(len(top), (args.bt_batch_size,), device=kl_cells.device)]
+        batch = top[torch.randint(len(top), (args.bt_batch_size,), device=kl_obs.device)]
         stats = bt_model.nll(cells[batch], acts[batch], nexts[batch], action=learn_action, state=learn_state)
         bt_optimizer.zero_grad()
         sum(stats.values()).backward()
         bt_optimizer.step()
     # a value target needs a state of positive return in the buffer; the goal is known from the start
-    if args.imitation_updates == 0 or (args.target == "value" and buffer.best_return() <= 0):
+    if args.imitation_updates == 0 or (args.target == "value" and data["best_return"] <= 0):
         return stats, None
     with torch.no_grad():
-        before, theta = agent.dist(kl_cells), parameters_to_vector(agent.actor.parameters())
+        before, theta = agent.dist(kl_obs), parameters_to_vector(agent.actor.parameters())
     for _ in range(args.imitation_updates):
         # line 10: target states, the highest-value buffer states or the goal
         if args.target == "goal":
-            targets = torch.full((args.num_traces,), goal, device=kl_cells.device)
+            targets = torch.full((args.num_traces,), goal, device=kl_obs.device)
             stats["target_value"] = torch.ones(())
         else:
             best = top[: args.num_traces]
-            targets = nexts[best[torch.arange(args.num_traces, device=kl_cells.device) % len(best)]]
+            targets = nexts[best[torch.arange(args.num_traces, device=kl_obs.device) % len(best)]]
             stats["target_value"] = arrival_value[best].mean()
         # line 11: N recall traces backwards from the targets
         with torch.no_grad():
             trace_cells, trace_actions, validity = generate_recall_traces(
-                bt_model, targets, args.trace_len, pred, args.bt_state, args.bt_model
+                bt_model, targets, args.trace_len, pred, state_model=args.bt_state, action_model=args.bt_model
             )
         # lines 12-13: imitation step on the policy (Eq. 3)
         stats["imitation_loss"] = imitation_step(agent, imitation_optimizer, trace_cells, trace_actions, args.max_grad_norm)
     with torch.no_grad():
-        stats["imitation_kl"] = torch.distributions.kl_divergence(before, agent.dist(kl_cells)).mean()
+        stats["imitation_kl"] = torch.distributions.kl_divergence(before, agent.dist(kl_obs)).mean()
         stats["step_cosine"] = step_cosine(parameters_to_vector(agent.actor.parameters()) - theta, base_step)
     stats["trace_validity"] = torch.tensor(validity)
     return stats, (trace_cells, trace_actions)
@@ -473,9 +484,11 @@ if __name__ == "__main__":
             if args.recall and buffer.trajectories and iteration % args.recall_every == 0:
                 # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                 base_step = parameters_to_vector(agent.actor.parameters()).detach() - policy_mark
-                bt = (bt_model, bt_optimizer, buffer)
+                cells, acts, nexts, rews = (torch.as_tensor(x, device=device) for x in buffer.transitions())
+                data = dict(cells=cells, actions=acts, next_cells=nexts, rewards=rews, best_return=buffer.best_return())
+                data |= dict(true_model=pred, goal=grid.goal)
                 recall_stats, traces = recall_phase(
-                    agent, imitation_optimizer, *bt, pred, grid.goal, obs_buf.flatten(), base_step, args
+                    agent, imitation_optimizer, bt_model, bt_optimizer, data, obs_buf.flatten(), base_step, args
                 )
                 policy_mark = parameters_to_vector(agent.actor.parameters()).detach()
                 for name, stat in recall_stats.items():
@@ -521,8 +534,6 @@ if __name__ == "__main__":
             writer.add_scalar("eval/visitation_coverage", coverage, global_step)
             heatmap = visitation_heatmap(counts.reshape(args.size, args.size), grid.walls)
             writer.add_image("eval/visitation", heatmap, global_step, dataformats="HWC")
-            from PIL import Image  # installed with gymnasium[mujoco] (imageio) and used by tensorboard images
-
             Image.fromarray(heatmap).save(f"runs/{run_name}/visitation.png")
             print(
                 f"eval: success_rate={np.mean(np.array(eval_returns) > 0):.2f} visitation_coverage={coverage:.2f} "

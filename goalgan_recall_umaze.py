@@ -279,6 +279,7 @@ class RunningNormaliser(nn.Module):
         return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
 
 
+# differs from trpo_recall_mujoco.py's copy: Goal GAN keeps the log-std fixed unless --learn-std
 class GaussianPolicy(nn.Module):
     """pi(a|s, g) = N(mu(s, g), diag(sigma^2)): a 64x64 tanh MLP for the mean on the robot state and the goal; a
     state-independent log-std, fixed at 0 unless learn_std (Goal GAN fixes it: each goal would want its own)."""
@@ -356,23 +357,6 @@ def line_search(params, evaluate, full_step, max_kl, tries, factor):
     return False, tries, 0.0
 
 
-def natural_gradient_step(policy, params, objective, obs, max_kl, args):
-    """One step up `objective()` along the natural gradient, within mean KL(pi_old || pi) <= max_kl on the states
-    `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector products, then the line search."""
-    with torch.no_grad():
-        old_dist = policy(obs)
-    g = parameters_to_vector(torch.autograd.grad(objective(), params))
-    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
-    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
-    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
-    full_step = step_dir * torch.sqrt(max_kl / shs.clamp(min=1e-12))
-
-    def evaluate():
-        return objective(), mean_kl(old_dist, policy(obs))
-
-    return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
-
-
 def surrogate_objective(policy, obs, actions, advantages):
     """TRPO's surrogate E[pi(a|s) / pi_old(a|s) * A] as a function of the current policy, pi_old the policy now."""
     with torch.no_grad():
@@ -385,8 +369,22 @@ def surrogate_objective(policy, obs, actions, advantages):
 
 
 def trpo_step(policy, params, surrogate, obs, args):
-    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
-    accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
+    """Algorithm 1, line 7: one step up the surrogate E[pi/pi_old * A] along the natural gradient, within mean
+    KL(pi_old || pi) <= max_kl on the states `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector
+    products, then the line search."""
+    with torch.no_grad():
+        old_dist = policy(obs)
+    g = parameters_to_vector(torch.autograd.grad(surrogate(), params))
+    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
+    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
+    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
+    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
+
+    def evaluate():
+        return surrogate(), mean_kl(old_dist, policy(obs))
+
+    search = (args.max_kl, args.line_search_tries, args.line_search_factor)
+    accepted, shrinks, kl = line_search(params, evaluate, full_step, *search)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
     return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted), "line_search_shrinks": shrinks}
@@ -398,6 +396,7 @@ def gaussian_nll(x, mean, log_std):
     return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
+# differs from trpo_recall_mujoco.py's copy: conditioned on the goal, as the policy is
 class BacktrackingModel(nn.Module):
     """B_phi = q(a_t|s_{t+1}, g) q(delta_s_t|a_t, s_{t+1}, g), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C),
     conditioned on the goal g as the policy is.
@@ -416,8 +415,9 @@ class BacktrackingModel(nn.Module):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
 
-    def set_normaliser(self, next_obs, actions, deltas):
-        """App. C: normalise with statistics of the training data (a floor keeps constant dimensions finite)."""
+    def update_normaliser(self, next_obs, actions, deltas):
+        """App. C, refit to the whole buffer at each phase (first in, first out, so its statistics drift slowly); a
+        floor keeps constant dimensions finite."""
         for name, x in (("obs", next_obs), ("action", actions), ("delta", deltas)):
             getattr(self, f"{name}_mean").copy_(x.mean(0))
             getattr(self, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
@@ -444,6 +444,7 @@ def hold_near_data(states, mean, std):
     return held, (held != states).any(-1)
 
 
+# differs from the MuJoCo scripts' copies: each trace keeps its goal
 def generate_recall_traces(bt_model, targets, goals, trace_len):
     """Sample recall traces backwards from the target states, with their goals, all at once (paper 2.1,
     Algorithm 1 line 11). From s_{t+1}: a_t ~ q(a_t|s_{t+1}, g), delta_s_t ~ q(delta_s_t|a_t, s_{t+1}, g),
@@ -467,19 +468,25 @@ def generate_recall_traces(bt_model, targets, goals, trace_len):
 
 
 class TransitionBuffer:
-    """First in, first out: the real transitions (s, g, a, s') of episodes that reached their goal g."""
+    """First in, first out: the real transitions a model learns from, one tensor per field, each field's shape
+    given at construction (here states, goals, actions, next_states: the transitions (s, g, a, s') of episodes that
+    reached their goal g)."""
 
-    def __init__(self, capacity, state_dim, goal_dim, act_dim, device):
+    def __init__(self, capacity, device, **shapes):
         self.capacity, self.pos, self.size = capacity, 0, 0
-        dims = {"states": state_dim, "goals": goal_dim, "actions": act_dim, "next_states": state_dim}
-        self.data = {key: torch.zeros(capacity, dim, device=device) for key, dim in dims.items()}
+        self.data = {key: torch.zeros((capacity, *shape), device=device) for key, shape in shapes.items()}
 
-    def add(self, states, goals, actions, next_states):
-        idx = (self.pos + torch.arange(len(states), device=states.device)) % self.capacity
-        for key, x in zip(self.data, (states, goals, actions, next_states), strict=True):
+    def add(self, **fields):
+        n = len(next(iter(fields.values())))
+        idx = (self.pos + torch.arange(n, device=self.data[next(iter(fields))].device)) % self.capacity
+        for key, x in fields.items():
             self.data[key][idx] = x
-        self.pos = (self.pos + len(states)) % self.capacity
-        self.size = min(self.size + len(states), self.capacity)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def contents(self):
+        """The stored transitions, oldest slots first once the buffer has wrapped (a dict of views)."""
+        return {key: x[: self.size] for key, x in self.data.items()}
 
 
 def imitation_loss(policy, obs, actions):
@@ -504,45 +511,58 @@ def step_cosine(step, base_step):
     return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
 
 
-def recall_phase(
-    learner, imitation_optimizer, bt_model, bt_optimizer, bt_buffer, maze, trace_goals, kl_obs, base_step, rng, args
-):
-    """Algorithm 1, lines 8-13, Algorithm 2's targets: fit the backtracking model (Eq. 2), decode generator goals
-    into robot states, sample traces back from them, take imitation steps (Eq. 3). `kl_obs`: real states on which
-    the imitation steps' KL is measured; `base_step`: TRPO's update of the policy's parameters since the last phase.
-    Returns the diagnostics and the traces (states, actions, goals)."""
+def trace_targets(maze, trace_goals, n, rng, device):
+    """Algorithm 1, line 10 by Algorithm 2 (gen_state): n goals g drawn from the generator's, and the robot states
+    s = D(g) the decoder puts there, where recall traces start (with goal g)."""
+    pick = rng.integers(len(trace_goals), size=n)
+    targets = torch.as_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]), dtype=torch.float32, device=device)
+    return targets, torch.as_tensor(trace_goals[pick], dtype=torch.float32, device=device)
+
+
+def bt_update(bt_model, bt_optimizer, *batch):
+    """Algorithm 1, lines 8-9: one maximum-likelihood step of the backtracking model (Eq. 2) on a minibatch of its
+    nll's arguments. Returns its NLLs."""
+    nlls = bt_model.nll(*batch)
+    bt_optimizer.zero_grad()
+    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+    bt_optimizer.step()
+    return nlls
+
+
+# differs from the other copies: traces start at the generator's decoded goals, with those goals
+def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_obs, base_step, args):
+    """Algorithm 1, lines 8-13: fit the backtracking model (Eq. 2) to the buffer of successful episodes, sample
+    recall traces back from the targets, take imitation steps on them (Eq. 3). `learner`: the policy, the value
+    network, the policy's observation of (state, goal) and the action bounds; `data`: the buffer's transitions
+    (states, goals, actions, next_states) and the trace targets (targets, target_goals: Algorithm 2's decoded goals);
+    `kl_obs`: real observations on which the imitation steps' KL is measured; `base_step`: TRPO's update of the
+    policy's parameters since the last phase. Returns the diagnostics and the traces (states, actions)."""
     policy, value_net, policy_obs, low, high = learner
-    n = bt_buffer.size
-    d = {key: x[:n] for key, x in bt_buffer.data.items()}
-    bt_model.set_normaliser(torch.cat([d["next_states"], d["goals"]], -1), d["actions"], d["states"] - d["next_states"])
+    fields = [data[key] for key in ("states", "goals", "actions", "next_states")]
+    next_obs, deltas = torch.cat([data["next_states"], data["goals"]], -1), data["states"] - data["next_states"]
+    bt_model.update_normaliser(next_obs, data["actions"], deltas)
     # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
-        mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
-        nlls = bt_model.nll(d["states"][mb], d["goals"][mb], d["actions"][mb], d["next_states"][mb])
-        bt_optimizer.zero_grad()
-        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-        bt_optimizer.step()
-    # Algorithm 2 (gen_state): g ~ GAN, s = D(g); Algorithm 1, line 11: traces back from s, with goal g
-    pick = rng.integers(len(trace_goals), size=args.num_traces * max(args.imitation_updates, 1))
-    targets = torch.as_tensor(np.stack([maze.decode(g) for g in trace_goals[pick]]), dtype=torch.float32, device=kl_obs.device)
-    target_goals = torch.as_tensor(trace_goals[pick], dtype=torch.float32, device=kl_obs.device)
+        batch = torch.randint(len(data["states"]), (args.bt_batch_size,), device=kl_obs.device)
+        bt_update(bt_model, bt_optimizer, *(x[batch] for x in fields))
+    # lines 10-11: traces backwards from the targets, with their goals, one batch for the phase
+    targets, target_goals = data["targets"], data["target_goals"]
     with torch.no_grad():
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, targets, target_goals, args.trace_len)
         trace_obs = policy_obs(trace_states, target_goals)
         trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
         before, theta = policy(kl_obs), parameters_to_vector(policy.parameters())
-        stats = bt_model.nll(d["states"], d["goals"], d["actions"], d["next_states"])
+        stats = bt_model.nll(*fields)
     stats["target_value"] = value_net(policy_obs(targets, target_goals)).mean()
-    stats.update(trace_clamped_frac=guarded.float().mean(), buffer_size=torch.tensor(float(n)))
-    stats["trace_validity"] = torch.as_tensor(maze.is_free(trace_states[..., :2].cpu().numpy()).mean())  # off the walls
-    # lines 12-13: imitation steps on the policy (Eq. 3)
+    stats.update(trace_clamped_frac=guarded.float().mean(), buffer_size=torch.tensor(float(len(data["states"]))))
+    # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
     for k in range(args.imitation_updates):
         part = slice(k * args.num_traces, (k + 1) * args.num_traces)
         stats["imitation_loss"] = imitation_step(policy, imitation_optimizer, trace_obs[:, part], trace_actions[:, part])
     with torch.no_grad():
         stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
         stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
-    return stats, (trace_states, trace_actions, target_goals)
+    return stats, (trace_states, trace_actions)
 
 
 if __name__ == "__main__":
@@ -596,7 +616,8 @@ if __name__ == "__main__":
     g_optimizer = torch.optim.Adam(gan.generator.parameters(), lr=args.gan_lr)
     bt_model = BacktrackingModel(state_dim, 2, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
-    bt_buffer = TransitionBuffer(args.bt_buffer_size, state_dim, 2, act_dim, device)
+    shapes = dict(states=(state_dim,), goals=(2,), actions=(act_dim,), next_states=(state_dim,))
+    bt_buffer = TransitionBuffer(args.bt_buffer_size, device, **shapes)
     grid_goals = maze.feasible_goals(args.coverage_spacing)
 
     def to_tensor(x):
@@ -682,15 +703,20 @@ if __name__ == "__main__":
                 if args.recall:
                     reached = keep & (b["success"] == 1)
                     clipped = torch.clamp(b["actions"][reached], low, high)  # what the env executed
-                    bt_buffer.add(b["states"][reached], b_goals[reached], clipped, b["next_states"][reached])
+                    reached_steps = dict(states=b["states"][reached], goals=b_goals[reached], actions=clipped)
+                    bt_buffer.add(**reached_steps, next_states=b["next_states"][reached])
                 if args.recall and bt_buffer.size > 0 and len(trace_goals) > 0:
                     # Algorithm 1, lines 8-13 (Algorithm 2's targets): backtracking model, recall traces, imitation
                     learner = (policy, value_net, policy_obs, low, high)
-                    bt = (bt_model, bt_optimizer, bt_buffer)
+                    n_targets = args.num_traces * max(args.imitation_updates, 1)
+                    targets, target_goals = trace_targets(maze, trace_goals, n_targets, rng, device)
+                    data = {**bt_buffer.contents(), "targets": targets, "target_goals": target_goals}
                     base_step = parameters_to_vector(policy.parameters()).detach() - policy_mark
-                    recall_stats, _ = recall_phase(
-                        learner, imitation_optimizer, *bt, maze, trace_goals, b_obs, base_step, rng, args
+                    recall_stats, (trace_states, _) = recall_phase(
+                        learner, imitation_optimizer, bt_model, bt_optimizer, data, b_obs, base_step, args
                     )
+                    off_walls = maze.is_free(trace_states[..., :2].cpu().numpy()).mean()
+                    recall_stats["trace_validity"] = torch.as_tensor(off_walls)
                     policy_mark = parameters_to_vector(policy.parameters()).detach()
                     if stats["kl"] > 0:  # against TRPO's own step: how far recall moved the policy, and the share of
                         # TRPO's surrogate gain it took back (the surrogate is 0 at pi_old)

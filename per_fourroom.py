@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
+from PIL import Image  # installed with gymnasium[mujoco] (imageio), used by tensorboard's images
 from torch.utils.tensorboard import SummaryWriter
 
 import envs  # noqa: F401  (registers FourRoom-v0)
@@ -276,6 +277,29 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma, gae_la
     return advantages
 
 
+def per_update(agent, optimizer, replay, beta, rng, args, device):
+    """App. E.3: one update of the actor-critic from a prioritized batch of past transitions (importance-weighted by
+    beta), then the sampled transitions' priorities set to |TD error| + eps. Returns its diagnostics."""
+    idx, weights, max_raw_weight = replay.sample(args.batch_size, beta, rng)
+    fields = (replay.cells, replay.actions, replay.next_cells, replay.rewards, replay.terminations)
+    cells, actions, nexts, rewards, terms = (torch.as_tensor(x[idx], device=device) for x in fields)
+    weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    # the one-step TD error, bootstrapped unless the env terminated (truncation bootstraps)
+    with torch.no_grad():
+        target = rewards + args.gamma * agent.value(nexts) * (1 - terms)
+    td_error = target - agent.value(cells)
+    value_loss = 0.5 * (weights * td_error**2).mean()
+    # the actor, when asked, takes the TD error as the advantage of the replayed action (no entropy bonus)
+    policy_loss = -(weights * td_error.detach() * agent.dist(cells).log_prob(actions)).mean()
+    optimizer.zero_grad()
+    (args.vf_coef * value_loss + (policy_loss if args.per_actor else 0.0)).backward()
+    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+    optimizer.step()
+    replay.update_priorities(idx, td_error.detach().cpu().numpy())
+    stats = {"value_loss": value_loss.item(), "policy_loss": policy_loss.item(), "td_error": td_error.abs().mean().item()}
+    return stats | {"mean_priority": replay.tree.total / replay.size, "max_is_weight": max_raw_weight}
+
+
 def visitation_heatmap(counts, walls, cell_px=16):
     """An RGB picture of visit counts: walls black, never visited white, then light yellow to dark red (log scale)."""
     low, high = np.array([255, 237, 160]), np.array([189, 0, 38])
@@ -392,30 +416,9 @@ if __name__ == "__main__":
                 beta = args.per_beta
                 if args.per_beta_end is not None:
                     beta += (args.per_beta_end - args.per_beta) * global_step / max(args.total_timesteps, 1)
-                idx, weights, max_raw_weight = replay.sample(args.batch_size, beta, rng)
-                cells, actions, nexts = (
-                    torch.as_tensor(x[idx], device=device) for x in (replay.cells, replay.actions, replay.next_cells)
-                )
-                rewards, terms = (torch.as_tensor(x[idx], device=device) for x in (replay.rewards, replay.terminations))
-                weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
-                # the one-step TD error, bootstrapped unless the env terminated (truncation bootstraps)
-                with torch.no_grad():
-                    target = rewards + args.gamma * agent.value(nexts) * (1 - terms)
-                td_error = target - agent.value(cells)
-                per_value_loss = 0.5 * (weights * td_error**2).mean()
-                # the actor, when asked, takes the TD error as the advantage of the replayed action (no entropy bonus)
-                per_policy_loss = -(weights * td_error.detach() * agent.dist(cells).log_prob(actions)).mean()
-                optimizer.zero_grad()
-                (args.vf_coef * per_value_loss + (per_policy_loss if args.per_actor else 0.0)).backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
-                replay.update_priorities(idx, td_error.detach().cpu().numpy())  # priority = |TD error| + eps
-                writer.add_scalar("per/value_loss", per_value_loss.item(), global_step)
-                writer.add_scalar("per/policy_loss", per_policy_loss.item(), global_step)
-                writer.add_scalar("per/td_error", td_error.abs().mean().item(), global_step)
-                writer.add_scalar("per/mean_priority", replay.tree.total / replay.size, global_step)
-                writer.add_scalar("per/max_is_weight", max_raw_weight, global_step)
-                writer.add_scalar("per/beta", beta, global_step)
+                per_stats = per_update(agent, optimizer, replay, beta, rng, args, device)
+                for name, value in {**per_stats, "beta": beta}.items():
+                    writer.add_scalar(f"per/{name}", value, global_step)
 
             if recent_success:  # over the last 100 episodes, every iteration: the benchmark reads its first 0.9
                 writer.add_scalar("charts/success_rate", np.mean(recent_success), global_step)
@@ -453,8 +456,6 @@ if __name__ == "__main__":
             writer.add_scalar("eval/visitation_coverage", coverage, global_step)
             heatmap = visitation_heatmap(counts.reshape(args.size, args.size), grid.walls)
             writer.add_image("eval/visitation", heatmap, global_step, dataformats="HWC")
-            from PIL import Image  # installed with gymnasium[mujoco] (imageio) and used by tensorboard images
-
             Image.fromarray(heatmap).save(f"runs/{run_name}/visitation.png")
             print(
                 f"eval: success_rate={np.mean(np.array(eval_returns) > 0):.2f} visitation_coverage={coverage:.2f} "

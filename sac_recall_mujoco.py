@@ -78,8 +78,7 @@ class Args:
     policy_lr: float = 3e-4
     """Adam learning rate of the actor (alpha of Algorithm 1)"""
     q_lr: float = 1e-3
-    """Adam learning rate of the Q-networks and of the entropy temperature (CleanRL's; the SAC paper's 3e-4 learned
-    less in `benchmark/run.py sac_baseline`, docs/reproduction.md)"""
+    """Adam learning rate of the Q-networks and of the entropy temperature (CleanRL's; the SAC paper's is 3e-4)"""
     alpha: float = 0.2
     """the entropy temperature, when not tuned"""
     autotune: bool = True
@@ -123,6 +122,7 @@ TABLE2_TRACE_LEN = {"Ant": 50, "Humanoid": 50, "HalfCheetah": 20, "Walker2d": 20
 LOG_STD_MIN, LOG_STD_MAX = -5, 2
 
 
+# differs from trpo_recall_mujoco.py's copy: Table 2 (SAC), not Table 1 (TRPO)
 def default_trace_len(env_id):
     return next((n for name, n in TABLE2_TRACE_LEN.items() if env_id.startswith(name)), 20)
 
@@ -303,6 +303,7 @@ def gaussian_nll(x, mean, log_std):
     return (0.5 * ((x - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
+# differs from trpo_recall_mujoco.py's copy: running normaliser statistics (its high-value set is a fresh sample)
 class BacktrackingModel(nn.Module):
     """B_phi = q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C).
 
@@ -383,6 +384,7 @@ def generate_recall_traces(bt_model, targets, trace_len):
     return torch.stack(states), torch.stack(actions), torch.stack(guarded)
 
 
+# differs from the other copies: the actor's log-likelihood of a tanh-squashed action
 def imitation_loss(actor, states, actions):
     """Eq. 3, negated and averaged: -log pi_theta(a_t|s_t) over the (s_t, a_t) pairs of the recall traces."""
     return -actor.log_prob(states.flatten(0, -2), actions.flatten(0, -2)).mean()
@@ -411,9 +413,10 @@ def rank_replay_sample(rb, value, args, rng, device):
     return data
 
 
-def bt_update(bt_model, bt_optimizer, obs, actions, next_obs):
-    """Algorithm 1, line 9: one maximum-likelihood step of the backtracking model (Eq. 2). Returns its NLLs."""
-    nlls = bt_model.nll(obs, actions, next_obs)
+def bt_update(bt_model, bt_optimizer, *batch):
+    """Algorithm 1, lines 8-9: one maximum-likelihood step of the backtracking model (Eq. 2) on a minibatch of its
+    nll's arguments. Returns its NLLs."""
+    nlls = bt_model.nll(*batch)
     bt_optimizer.zero_grad()
     (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
     bt_optimizer.step()
@@ -436,24 +439,28 @@ def step_cosine(step, base_step):
     return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
 
 
-def recall_phase(actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, kl_obs, base_step, args):
-    """Algorithm 1, lines 9-13: fit the backtracking model (Eq. 2), sample recall traces back from the targets,
-    take imitation steps on them (Eq. 3). `kl_obs`: real states on which the imitation steps' KL is measured;
-    `base_step`: SAC's update of the actor's parameters since the last phase. Returns the diagnostics and the
-    traces (states, actions)."""
-    stats = {}
-    # line 9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
+# differs from the other copies: line 8's high-value set comes ranked by the critic (rank_replay_sample)
+def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_obs, base_step, args):
+    """Algorithm 1, lines 8-13: fit the backtracking model (Eq. 2) to the high-value set, sample recall traces back
+    from the targets, take imitation steps on them (Eq. 3). `learner`: the actor, which reads trace states as they
+    are (no observation normaliser; its tanh keeps actions within the bounds); `data`: line 8's high-value set
+    (obs, actions, next_obs) and the trace targets, refreshed every bt_refresh env steps by rank_replay_sample, the
+    model's running normaliser with it (not at every phase, as TRPO's and Goal GAN's are); `kl_obs`: real states on
+    which the imitation steps' KL is measured; `base_step`: SAC's update of the actor's parameters since the last
+    phase. Returns the diagnostics and the traces (states, actions)."""
+    actor, stats = learner, {}
+    # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
-        batch = torch.randint(len(bt_data["obs"]), (args.bt_batch_size,), device=kl_obs.device)
-        bt_update(bt_model, bt_optimizer, bt_data["obs"][batch], bt_data["actions"][batch], bt_data["next_obs"][batch])
+        batch = torch.randint(len(data["obs"]), (args.bt_batch_size,), device=kl_obs.device)
+        bt_update(bt_model, bt_optimizer, data["obs"][batch], data["actions"][batch], data["next_obs"][batch])
     # lines 10-11: traces backwards from the highest-value states, one batch for the phase
     with torch.no_grad():
-        starts = bt_data["targets"].repeat(max(args.imitation_updates, 1), 1)  # the diagnostics need some
+        starts = data["targets"].repeat(max(args.imitation_updates, 1), 1)  # the diagnostics need some
         trace_states, trace_actions, guarded = generate_recall_traces(bt_model, starts, args.trace_len)
         before, theta = actor.base_dist(kl_obs), parameters_to_vector(actor.parameters())
     stats["trace_clamped_frac"] = guarded.float().mean()
     # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
-    n = len(bt_data["targets"])
+    n = len(data["targets"])
     for k in range(args.imitation_updates):
         part = slice(k * n, (k + 1) * n)
         stats["imitation_loss"] = imitation_step(actor, imitation_optimizer, trace_states[:, part], trace_actions[:, part])
@@ -463,6 +470,7 @@ def recall_phase(actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, kl
     return stats, (trace_states, trace_actions)
 
 
+# differs from trpo_recall_mujoco.py's copy: SAC's squashed mean action, no observation normaliser
 def evaluate(actor, env_id, episodes, seed, device):
     """The mean return of the deterministic policy (the squashed mean action) over `episodes` episodes of a fresh
     env, seeded apart from training, and its mean forward velocity (each episode's mean info["x_velocity"], None
@@ -643,7 +651,7 @@ if __name__ == "__main__":
                 # the policy straight after imitation, where every interim eval sees it a few SAC updates later
                 last_update = global_step >= args.total_timesteps and i == args.num_envs - 1
                 if args.recall and sac_updates % args.recall_every == 0 and not last_update:
-                    # Algorithm 1, lines 9-13: backtracking model, recall traces, imitation
+                    # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                     base_step = parameters_to_vector(actor.parameters()).detach() - policy_mark
                     recall_stats, _ = recall_phase(
                         actor, imitation_optimizer, bt_model, bt_optimizer, bt_data, b_obs, base_step, args

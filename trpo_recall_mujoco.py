@@ -118,6 +118,7 @@ class Args:
 TABLE1_TRACE_LEN = {"HalfCheetah": 20, "Walker2d": 20, "Hopper": 10, "Ant": 50}
 
 
+# differs from sac_recall_mujoco.py's copy: Table 1 (TRPO), not Table 2 (SAC)
 def default_trace_len(env_id):
     return next((n for name, n in TABLE1_TRACE_LEN.items() if env_id.startswith(name)), 20)
 
@@ -198,6 +199,7 @@ class RunningNormaliser(nn.Module):
         return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-10.0, 10.0)
 
 
+# differs from goalgan_recall_umaze.py's copy: the log-std is always learned
 class GaussianPolicy(nn.Module):
     """pi(a|s) = N(mu(s), diag(sigma^2)): a 64x64 tanh MLP for the mean, a state-independent log-std."""
 
@@ -230,6 +232,7 @@ def fit_normaliser(module, **data):
         getattr(module, f"{name}_std").copy_(x.std(0, correction=0).clamp(min=1e-3))
 
 
+# differs from sac_recall_mujoco.py's copy: the normaliser is refit to the whole buffer at each phase
 class BacktrackingModel(nn.Module):
     """B_phi = q(a_t|s_{t+1}) q(delta_s_t|a_t, s_{t+1}), delta_s_t = s_t - s_{t+1} (paper 3.1, App. C).
 
@@ -244,6 +247,11 @@ class BacktrackingModel(nn.Module):
         self.bt_state_net = mlp(obs_dim + act_dim, obs_dim, hidden, nn.ReLU)
         self.bt_state_log_std = nn.Parameter(torch.zeros(obs_dim))
         add_normaliser(self, obs=obs_dim, action=act_dim, delta=obs_dim)  # of s_{t+1}, a_t and delta_s_t
+
+    def update_normaliser(self, next_obs, actions, deltas):
+        """App. C, refit to the whole buffer at each phase: the buffer is first in, first out, so its statistics
+        drift slowly (SAC's model, whose training set is a fresh sample each phase, keeps running statistics)."""
+        fit_normaliser(self, obs=next_obs, action=actions, delta=deltas)
 
     def nll(self, obs, actions, next_obs):
         """Eq. 2, negated and averaged, in normalised units: {"bt_action_nll": -log q(a_t|s_{t+1}),
@@ -342,23 +350,28 @@ def generate_imagined_rollouts(fwd_model, policy, obs_normaliser, starts, length
 
 
 class TransitionBuffer:
-    """First in, first out: the real transitions (s, a, s', r) a model learns from (for the backtracking model, the
-    high-reward ones)."""
+    """First in, first out: the real transitions a model learns from, one tensor per field, each field's shape
+    given at construction (here obs, actions, next_obs and rewards; for the backtracking model, the high-reward
+    transitions)."""
 
-    def __init__(self, capacity, obs_dim, act_dim, device):
+    def __init__(self, capacity, device, **shapes):
         self.capacity, self.pos, self.size = capacity, 0, 0
-        self.obs = torch.zeros(capacity, obs_dim, device=device)
-        self.actions = torch.zeros(capacity, act_dim, device=device)
-        self.next_obs = torch.zeros(capacity, obs_dim, device=device)
-        self.rewards = torch.zeros(capacity, device=device)
+        self.data = {key: torch.zeros((capacity, *shape), device=device) for key, shape in shapes.items()}
 
-    def add(self, obs, actions, next_obs, rewards):
-        idx = (self.pos + torch.arange(len(obs), device=obs.device)) % self.capacity
-        self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx] = obs, actions, next_obs, rewards
-        self.pos = (self.pos + len(obs)) % self.capacity
-        self.size = min(self.size + len(obs), self.capacity)
+    def add(self, **fields):
+        n = len(next(iter(fields.values())))
+        idx = (self.pos + torch.arange(n, device=self.data[next(iter(fields))].device)) % self.capacity
+        for key, x in fields.items():
+            self.data[key][idx] = x
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def contents(self):
+        """The stored transitions, oldest slots first once the buffer has wrapped (a dict of views)."""
+        return {key: x[: self.size] for key, x in self.data.items()}
 
 
+# differs from sac_recall_mujoco.py's copy: the normalised observation and the clipped mean action
 def evaluate(policy, obs_normaliser, env_id, episodes, seed, low, high):
     """The mean return of the deterministic policy (the mean action, clipped) over `episodes` episodes of a fresh
     env, seeded apart from training, and its mean forward velocity (each episode's mean info["x_velocity"], None
@@ -451,23 +464,6 @@ def line_search(params, evaluate, full_step, max_kl, tries, factor):
     return False, tries, 0.0
 
 
-def natural_gradient_step(policy, params, objective, obs, max_kl, args):
-    """One step up `objective()` along the natural gradient, within mean KL(pi_old || pi) <= max_kl on the states
-    `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector products, then the line search."""
-    with torch.no_grad():
-        old_dist = policy(obs)
-    g = parameters_to_vector(torch.autograd.grad(objective(), params))
-    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
-    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
-    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
-    full_step = step_dir * torch.sqrt(max_kl / shs.clamp(min=1e-12))
-
-    def evaluate():
-        return objective(), mean_kl(old_dist, policy(obs))
-
-    return line_search(params, evaluate, full_step, max_kl, args.line_search_tries, args.line_search_factor)
-
-
 def surrogate_objective(policy, obs, actions, advantages):
     """TRPO's surrogate E[pi(a|s) / pi_old(a|s) * A] as a function of the current policy, pi_old the policy now."""
     with torch.no_grad():
@@ -480,17 +476,31 @@ def surrogate_objective(policy, obs, actions, advantages):
 
 
 def trpo_step(policy, params, surrogate, obs, args):
-    """Algorithm 1, line 7: the natural-gradient step on the surrogate E[pi/pi_old * A] within mean KL <= max_kl."""
-    accepted, shrinks, kl = natural_gradient_step(policy, params, surrogate, obs, args.max_kl, args)
+    """Algorithm 1, line 7: one step up the surrogate E[pi/pi_old * A] along the natural gradient, within mean
+    KL(pi_old || pi) <= max_kl on the states `obs` (Schulman et al. 2015): conjugate gradient on Fisher-vector
+    products, then the line search."""
+    with torch.no_grad():
+        old_dist = policy(obs)
+    g = parameters_to_vector(torch.autograd.grad(surrogate(), params))
+    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
+    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
+    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
+    full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
+
+    def evaluate():
+        return surrogate(), mean_kl(old_dist, policy(obs))
+
+    search = (args.max_kl, args.line_search_tries, args.line_search_factor)
+    accepted, shrinks, kl = line_search(params, evaluate, full_step, *search)
     with torch.no_grad():
         new_surrogate = surrogate().item()  # the surrogate starts at mean(A) = 0, so a step taken makes it > 0
     return {"policy_loss": -new_surrogate, "kl": kl, "line_search_accepted": float(accepted), "line_search_shrinks": shrinks}
 
 
 def high_reward_transitions(rewards, terminations, top_k_frac):
-    """App. E.1: the indices of the top_k_frac of a batch's transitions by reward (no critic here), which join the
-    backtracking model's buffer. A terminal transition never does: on MuJoCo it is a fall, and traces that start
-    from falls teach the policy to fall."""
+    """Algorithm 1, line 8 (App. E.1): the indices of the top_k_frac of a batch's transitions by reward (no critic
+    here), which join the backtracking model's buffer. A terminal transition never does: on MuJoCo it is a fall, and
+    traces that start from falls teach the policy to fall."""
     ranked = torch.argsort(rewards.masked_fill(terminations.bool(), -torch.inf), descending=True)
     return ranked[: min(max(1, int(top_k_frac * len(rewards))), int((terminations == 0).sum()))]
 
@@ -517,33 +527,40 @@ def step_cosine(step, base_step):
     return torch.cosine_similarity(step, base_step, dim=0, eps=1e-12)
 
 
-def recall_phase(
-    policy, imitation_optimizer, obs_normaliser, bt_model, bt_optimizer, bt_buffer, kl_obs, base_step, low, high, args
-):
+def bt_update(bt_model, bt_optimizer, *batch):
+    """Algorithm 1, lines 8-9: one maximum-likelihood step of the backtracking model (Eq. 2) on a minibatch of its
+    nll's arguments. Returns its NLLs."""
+    nlls = bt_model.nll(*batch)
+    bt_optimizer.zero_grad()
+    (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
+    bt_optimizer.step()
+    return nlls
+
+
+# differs from the other copies: traces start at random buffer states, read through the observation normaliser
+def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_obs, base_step, args):
     """Algorithm 1, lines 8-13: fit the backtracking model (Eq. 2) to the high-reward buffer, sample recall traces
-    back from its states, and take imitation steps on them (Eq. 3). `kl_obs`: the real states (normalised) on which
-    the imitation steps' KL is measured; `base_step`: TRPO's update of the policy's parameters since the last phase.
-    Returns the diagnostics and the traces (states, actions)."""
-    n = bt_buffer.size
-    bt_obs, bt_actions, bt_next = bt_buffer.obs[:n], bt_buffer.actions[:n], bt_buffer.next_obs[:n]
-    fit_normaliser(bt_model, obs=bt_next, action=bt_actions, delta=bt_obs - bt_next)
+    back from its states, and take imitation steps on them (Eq. 3). `learner`: the policy, its observation
+    normaliser and the action bounds; `data`: the buffer's transitions (obs, actions, next_obs, rewards); `kl_obs`:
+    the real states (normalised) on which the imitation steps' KL is measured; `base_step`: TRPO's update of the
+    policy's parameters since the last phase. Returns the diagnostics and the traces (states, actions)."""
+    policy, obs_normaliser, low, high = learner
+    n = len(data["obs"])
+    bt_model.update_normaliser(data["next_obs"], data["actions"], data["obs"] - data["next_obs"])
     # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
-        mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
-        nlls = bt_model.nll(bt_obs[mb], bt_actions[mb], bt_next[mb])
-        bt_optimizer.zero_grad()
-        (nlls["bt_action_nll"] + nlls["bt_state_nll"]).backward()
-        bt_optimizer.step()
+        batch = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
+        bt_update(bt_model, bt_optimizer, data["obs"][batch], data["actions"][batch], data["next_obs"][batch])
     # lines 10-11: traces backwards from high-reward states of the buffer, one batch for the phase
     with torch.no_grad():
         targets = torch.randint(n, (args.num_traces * max(args.imitation_updates, 1),), device=kl_obs.device)
-        trace_states, trace_actions, guarded = generate_recall_traces(bt_model, bt_next[targets], args.trace_len)
+        trace_states, trace_actions, guarded = generate_recall_traces(bt_model, data["next_obs"][targets], args.trace_len)
         trace_obs = obs_normaliser(trace_states)  # the policy sees normalised observations
         trace_actions = torch.clamp(trace_actions, low, high)  # what the env would have executed
         before, theta = policy(kl_obs), parameters_to_vector(policy.parameters())
-        nlls = bt_model.nll(bt_obs, bt_actions, bt_next)
-    stats = {**nlls, "target_value": bt_buffer.rewards[targets].mean(), "trace_clamped_frac": guarded.float().mean()}
-    # lines 12-13: imitation steps on the policy (Eq. 3)
+        stats = bt_model.nll(data["obs"], data["actions"], data["next_obs"])
+    stats.update(target_value=data["rewards"][targets].mean(), trace_clamped_frac=guarded.float().mean())
+    # lines 12-13: imitation steps on the policy (Eq. 3), each on its own targets' traces
     for k in range(args.imitation_updates):
         part = slice(k * args.num_traces, (k + 1) * args.num_traces)
         stats["imitation_loss"] = imitation_step(policy, imitation_optimizer, trace_obs[:, part], trace_actions[:, part])
@@ -561,8 +578,8 @@ def dyna_phase(policy, imitation_optimizer, obs_normaliser, value_net, fwd, real
     Returns the diagnostics and the rollouts (states, actions, rewards)."""
     fwd_model, fwd_optimizer, fwd_buffer = fwd
     kl_obs = obs_normaliser(real_obs)  # the batch's states as the policy now sees them
-    n = fwd_buffer.size
-    obs, acts, nxt, rew = fwd_buffer.obs[:n], fwd_buffer.actions[:n], fwd_buffer.next_obs[:n], fwd_buffer.rewards[:n]
+    d = fwd_buffer.contents()
+    obs, acts, nxt, rew, n = d["obs"], d["actions"], d["next_obs"], d["rewards"], fwd_buffer.size
     fit_normaliser(fwd_model, obs=obs, action=acts, out=torch.cat([nxt - obs, rew[:, None]], -1))
     for _ in range(args.bt_updates):
         mb = torch.randint(n, (args.bt_batch_size,), device=kl_obs.device)
@@ -645,7 +662,9 @@ if __name__ == "__main__":
     imitation_optimizer = torch.optim.Adam(params, lr=args.imitation_lr)  # recall's (or Dyna's) own
     bt_model = BacktrackingModel(obs_dim, act_dim).to(device)
     bt_optimizer = torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate)
-    bt_buffer = TransitionBuffer(args.bt_buffer_size, obs_dim, act_dim, device)
+    bt_buffer = TransitionBuffer(
+        args.bt_buffer_size, device, obs=(obs_dim,), actions=(act_dim,), next_obs=(obs_dim,), rewards=()
+    )
     if args.model == "forward":  # built after the rest, so that the other settings draw the same random numbers
         fwd_model = ForwardModel(obs_dim, act_dim).to(device)
         fwd_optimizer = torch.optim.Adam(fwd_model.parameters(), lr=args.bt_learning_rate)
@@ -712,12 +731,12 @@ if __name__ == "__main__":
                 if args.model == "backward":
                     top = high_reward_transitions(b_rewards, terminations.flatten()[keep], args.top_k_frac)
                     b_clipped = torch.clamp(b_actions[top], low, high)
-                    bt_buffer.add(b_raw_obs[top], b_clipped, b_raw_next_obs[top], b_rewards[top])
+                    bt_buffer.add(obs=b_raw_obs[top], actions=b_clipped, next_obs=b_raw_next_obs[top], rewards=b_rewards[top])
                     kl_obs = obs_normaliser(b_raw_obs)  # the batch's states as the policy now sees them
-                    bt = (bt_model, bt_optimizer, bt_buffer)
+                    learner, data = (policy, obs_normaliser, low, high), bt_buffer.contents()
                     # Algorithm 1, lines 8-13: backtracking model, recall traces, imitation
                     recall_stats, _ = recall_phase(
-                        policy, imitation_optimizer, obs_normaliser, *bt, kl_obs, base_step, low, high, args
+                        learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_obs, base_step, args
                     )
                 else:
                     # App. G: every real transition of the batch joins the forward model's buffer; before it does,
@@ -728,7 +747,7 @@ if __name__ == "__main__":
                             held = fwd_model.nll(b_raw_obs, b_clipped, b_raw_next_obs, b_rewards)
                         for name, stat in held.items():
                             writer.add_scalar(f"recall/heldout_{name}", stat.item(), global_step)
-                    bt_buffer.add(b_raw_obs, b_clipped, b_raw_next_obs, b_rewards)
+                    bt_buffer.add(obs=b_raw_obs, actions=b_clipped, next_obs=b_raw_next_obs, rewards=b_rewards)
                     fwd = (fwd_model, fwd_optimizer, bt_buffer)
                     recall_stats, _ = dyna_phase(
                         policy, imitation_optimizer, obs_normaliser, value_net, fwd, b_raw_obs, base_step, low, high, args

@@ -306,8 +306,6 @@ def figure(rows, path):
 
 # our plain baselines, to set beside the published numbers of the same algorithm at the same budget
 OUR_BASELINES = (
-    ("sac_baseline", "qlr3e-4", None),
-    ("sac_baseline", "qlr1e-3", None),
     ("fig7_sac", "sac", None),
     ("fig6_trpo", "trpo", None),
     ("appg_forward_model", "trpo", ("Humanoid-v4",)),  # its Ant runs are fig6's

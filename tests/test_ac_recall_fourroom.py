@@ -72,14 +72,14 @@ def test_backtracking_model_learns_true_predecessor_distribution():
     assert np.mean(tv) < 0.05 and np.max(tv) < 0.2
 
 
-@pytest.mark.parametrize("bt_action", ["learned", "random"])
-def test_true_state_traces_are_valid_and_batched(bt_action):
+@pytest.mark.parametrize("action_model", ["learned", "random"])
+def test_true_state_traces_are_valid_and_batched(action_model):
     torch.manual_seed(0)
     env = small_grid()
     pred = true_predecessor_table(env)
     model = BacktrackingModel(env.observation_space.n, 4)
     targets = torch.full((64,), env.goal)
-    cells, actions, validity = generate_recall_traces(model, targets, 6, pred, "true", bt_action)
+    cells, actions, validity = generate_recall_traces(model, targets, 6, pred, "true", action_model)
     assert cells.shape == actions.shape == (6, 64)
     assert validity == 1.0
     # each trace chains backwards: step(cells[0], actions[0]) = goal, step(cells[t], actions[t]) = cells[t-1]
@@ -160,10 +160,12 @@ def phase_setup(env, **overrides):
     pred, buffer, kl_cells = true_predecessor_table(env), random_walk_buffer(env), torch.as_tensor(env.free_cells)
     base_step = torch.ones(sum(p.numel() for p in agent.actor.parameters()))
 
+    cells, acts, nexts, rews = (torch.as_tensor(x) for x in buffer.transitions())
+    data = dict(cells=cells, actions=acts, next_cells=nexts, rewards=rews, best_return=buffer.best_return())
+    data |= dict(true_model=pred, goal=env.goal)
+
     def phase(imitation_optimizer):
-        return recall_phase(
-            agent, imitation_optimizer, bt_model, bt_optimizer, buffer, pred, env.goal, kl_cells, base_step, args
-        )
+        return recall_phase(agent, imitation_optimizer, bt_model, bt_optimizer, data, kl_cells, base_step, args)
 
     return agent, pred, phase
 

@@ -22,6 +22,7 @@ from goalgan_recall_umaze import (
     mean_kl,
     mlp,
     recall_phase,
+    trace_targets,
     train_gan,
 )
 from helpers import (
@@ -137,7 +138,7 @@ def test_the_backtracking_model_listens_to_the_goal():
     next_states = torch.randn(20_000, 2)
     states = next_states - 0.1 * actions + 0.01 * torch.randn(20_000, 2)
     model = BacktrackingModel(2, 2, 2)
-    model.set_normaliser(torch.cat([next_states, goals], -1), actions, states - next_states)
+    model.update_normaliser(torch.cat([next_states, goals], -1), actions, states - next_states)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(600):
         idx = torch.randint(len(goals), (256,))
@@ -171,9 +172,11 @@ def recall_setup(env_id, drift, **overrides):
     state_dim, act_dim = maze.observation_space["observation"].shape[0], maze.action_space.shape[0]
     args = Args(**{**dict(trace_len=5, num_traces=64, bt_updates=1, bt_learning_rate=3e-3), **overrides})
     states = torch.randn(4000, state_dim)
-    bt_buffer = TransitionBuffer(4000, state_dim, 2, act_dim, "cpu")
+    bt_buffer = TransitionBuffer(4000, "cpu", states=(state_dim,), goals=(2,), actions=(act_dim,), next_states=(state_dim,))
     goals, actions = torch.rand(4000, 2) * 4.0, torch.rand(4000, act_dim) * 2 - 1
-    bt_buffer.add(states, goals, actions, states + drift + 0.02 * torch.randn(4000, state_dim))
+    bt_buffer.add(
+        states=states, goals=goals, actions=actions, next_states=states + drift + 0.02 * torch.randn(4000, state_dim)
+    )
     policy = GaussianPolicy(state_dim + 2, act_dim, learn_std=False)
 
     def policy_obs(s, g):
@@ -182,13 +185,17 @@ def recall_setup(env_id, drift, **overrides):
     low, high = torch.as_tensor(maze.action_space.low), torch.as_tensor(maze.action_space.high)
     learner = (policy, mlp(state_dim + 2, 1, 8, torch.nn.Tanh), policy_obs, low, high)
     bt_model = BacktrackingModel(state_dim, 2, act_dim)
-    bt = (bt_model, torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate), bt_buffer)
+    bt = (bt_model, torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate))
     trace_goals = np.stack([maze.sample_goal() for _ in range(32)])
     kl_obs, base_step = policy_obs(states[:512], goals[:512]), torch.ones(sum(p.numel() for p in policy.parameters()))
 
     def phase(imitation_optimizer):
-        rng = np.random.default_rng(0)
-        return recall_phase(learner, imitation_optimizer, *bt, maze, trace_goals, kl_obs, base_step, rng, args)
+        """The phase's diagnostics and its traces (states, actions, goals)."""
+        n = args.num_traces * max(args.imitation_updates, 1)
+        targets, target_goals = trace_targets(maze, trace_goals, n, np.random.default_rng(0), "cpu")
+        data = {**bt_buffer.contents(), "targets": targets, "target_goals": target_goals}
+        stats, traces = recall_phase(learner, imitation_optimizer, *bt, data, kl_obs, base_step, args)
+        return stats, (*traces, target_goals)
 
     return learner, kl_obs, phase
 

@@ -152,18 +152,18 @@ def recall_setup(**overrides):
     flags = dict(trace_len=5, num_traces=64, bt_updates=1, imitation_updates=1, bt_learning_rate=3e-3)
     args = Args(**{**flags, **overrides})
     obs = torch.randn(4000, 3) * 3.0
-    bt_buffer = TransitionBuffer(4000, 3, 2, "cpu")
-    bt_buffer.add(obs, torch.rand(4000, 2) * 2 - 1, obs + DRIFT + 0.05 * torch.randn(4000, 3), torch.ones(4000))
+    bt_buffer = TransitionBuffer(4000, "cpu", obs=(3,), actions=(2,), next_obs=(3,), rewards=())
+    actions, next_obs = torch.rand(4000, 2) * 2 - 1, obs + DRIFT + 0.05 * torch.randn(4000, 3)
+    bt_buffer.add(obs=obs, actions=actions, next_obs=next_obs, rewards=torch.ones(4000))
     normaliser = RunningNormaliser(3)
     normaliser.update(obs)
     policy, bt_model = GaussianPolicy(3, 2), BacktrackingModel(3, 2)
-    bt = (bt_model, torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate), bt_buffer)
+    bt = (bt_model, torch.optim.Adam(bt_model.parameters(), lr=args.bt_learning_rate))
+    learner = (policy, normaliser, -torch.ones(2), torch.ones(2))
     kl_obs, base_step = normaliser(obs[:512]), torch.ones(sum(p.numel() for p in policy.parameters()))
 
     def phase(imitation_optimizer):
-        return recall_phase(
-            policy, imitation_optimizer, normaliser, *bt, kl_obs, base_step, -torch.ones(2), torch.ones(2), args
-        )
+        return recall_phase(learner, imitation_optimizer, *bt, bt_buffer.contents(), kl_obs, base_step, args)
 
     return policy, normaliser, bt_buffer, kl_obs, phase
 
@@ -177,7 +177,7 @@ def test_recall_phase_learns_the_step_back_from_real_transitions():
     # the targets are random buffer states: compare with the step back from each trace's own first state
     walked = (states[1:] - states[:-1]).mean(1)  # (trace_len - 1, 3)
     torch.testing.assert_close(walked, -DRIFT.expand(4, 3), rtol=0, atol=0.1)
-    first_step = states[0] - bt_buffer.next_obs[: bt_buffer.size].mean(0)
+    first_step = states[0] - bt_buffer.contents()["next_obs"].mean(0)
     assert first_step.mean(0) @ DRIFT < 0
 
 
@@ -225,8 +225,9 @@ def dyna_setup(**overrides):
     flags = dict(model="forward", trace_len=5, num_traces=64, bt_updates=1, imitation_updates=1, bt_learning_rate=3e-3)
     args = Args(**{**flags, **overrides})
     obs, actions = torch.randn(4000, 3) * 3.0, torch.rand(4000, 2) * 2 - 1
-    buffer = TransitionBuffer(4000, 3, 2, "cpu")
-    buffer.add(obs, actions, obs + DRIFT + actions @ ACTION_EFFECT + 0.05 * torch.randn(4000, 3), actions[:, 0])
+    buffer = TransitionBuffer(4000, "cpu", obs=(3,), actions=(2,), next_obs=(3,), rewards=())
+    next_obs = obs + DRIFT + actions @ ACTION_EFFECT + 0.05 * torch.randn(4000, 3)
+    buffer.add(obs=obs, actions=actions, next_obs=next_obs, rewards=actions[:, 0])
     normaliser = RunningNormaliser(3)
     normaliser.update(obs)
     policy, value_net, fwd_model = GaussianPolicy(3, 2), torch.nn.Linear(3, 1), ForwardModel(3, 2)
