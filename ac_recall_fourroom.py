@@ -351,7 +351,8 @@ class TopTrajectoryBuffer:
     """The top k_traj trajectories by discounted return (paper 2.1); a newer one wins a tie."""
 
     def __init__(self, k_traj):
-        self.k_traj, self.trajectories = k_traj, []  # (discounted return, cells, actions, next cells, rewards)
+        self.k_traj = k_traj
+        self.trajectories = []  # (discounted return, cells, actions, next cells, rewards)
 
     def add(self, discounted_return, cells, actions, next_cells, rewards):
         self.trajectories.append((discounted_return, cells, actions, next_cells, rewards))

@@ -539,7 +539,8 @@ def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_
     policy's parameters since the last phase. Returns the diagnostics and the traces (states, actions)."""
     policy, value_net, policy_obs, low, high = learner
     fields = [data[key] for key in ("states", "goals", "actions", "next_states")]
-    next_obs, deltas = torch.cat([data["next_states"], data["goals"]], -1), data["states"] - data["next_states"]
+    next_obs = torch.cat([data["next_states"], data["goals"]], -1)
+    deltas = data["states"] - data["next_states"]
     bt_model.update_normaliser(next_obs, data["actions"], deltas)
     # lines 8-9: maximum likelihood of the backtracking model (Eq. 2); none for App. F's random one
     for _ in range(args.bt_updates if args.bt_model == "learned" else 0):
@@ -602,7 +603,8 @@ if __name__ == "__main__":
     max_steps = env_list[0].spec.max_episode_steps
     state_dim = maze.observation_space["observation"].shape[0]
     act_dim = maze.action_space.shape[0]
-    goal_low, goal_high = maze.observation_space["desired_goal"].low, maze.observation_space["desired_goal"].high
+    goal_low = maze.observation_space["desired_goal"].low
+    goal_high = maze.observation_space["desired_goal"].high
     low = torch.as_tensor(maze.action_space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(maze.action_space.high, dtype=torch.float32, device=device)
     obs_normaliser = RunningNormaliser(state_dim).to(device)
@@ -623,7 +625,8 @@ if __name__ == "__main__":
     def to_tensor(x):
         return torch.as_tensor(x, dtype=torch.float32, device=device)
 
-    goal_center, goal_half_range = to_tensor((goal_high + goal_low) / 2), to_tensor((goal_high - goal_low) / 2)
+    goal_center = to_tensor((goal_high + goal_low) / 2)
+    goal_half_range = to_tensor((goal_high - goal_low) / 2)
 
     def policy_obs(states, goals):
         """The robot state by running statistics, the goal by the maze's box into [-1, 1] (goals seen so far would not do)."""
@@ -684,7 +687,8 @@ if __name__ == "__main__":
                     advantages = compute_gae(b["rewards"], values, next_values, *ends, args.gamma, args.gae_lambda)
                     returns = advantages + values
                 keep = b["valid"] == 1  # the padding after an episode ended is not a step
-                b_obs, b_actions, b_returns = obs[keep], b["actions"][keep], returns[keep]
+                b_obs, b_actions = obs[keep], b["actions"][keep]
+                b_returns = returns[keep]
                 b_advantages = (advantages[keep] - advantages[keep].mean()) / (advantages[keep].std() + 1e-8)
 
                 # Algorithm 1, line 7: the TRPO step, then the value network

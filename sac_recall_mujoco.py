@@ -545,7 +545,8 @@ if __name__ == "__main__":
     low, high = envs.single_action_space.low, envs.single_action_space.high
     actor = Actor(obs_dim, act_dim, low, high).to(device)
     qf1, qf2 = SoftQNetwork(obs_dim, act_dim).to(device), SoftQNetwork(obs_dim, act_dim).to(device)
-    qf1_target, qf2_target = SoftQNetwork(obs_dim, act_dim).to(device), SoftQNetwork(obs_dim, act_dim).to(device)
+    qf1_target = SoftQNetwork(obs_dim, act_dim).to(device)
+    qf2_target = SoftQNetwork(obs_dim, act_dim).to(device)
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
     q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)

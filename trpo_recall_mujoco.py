@@ -710,7 +710,8 @@ if __name__ == "__main__":
                 returns = advantages + values
             keep = valid.flatten().bool()  # the autoreset steps are not transitions of the MDP
             b_obs, b_actions = obs.flatten(0, 1)[keep], actions.flatten(0, 1)[keep]
-            b_raw_obs, b_raw_next_obs = raw_obs.flatten(0, 1)[keep], raw_next_obs.flatten(0, 1)[keep]
+            b_raw_obs = raw_obs.flatten(0, 1)[keep]
+            b_raw_next_obs = raw_next_obs.flatten(0, 1)[keep]
             b_advantages, b_returns = advantages.flatten()[keep], returns.flatten()[keep]
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
