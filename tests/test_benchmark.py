@@ -360,3 +360,21 @@ def test_trace_drift_sees_a_model_that_runs_off(tmp_path, runaway, capsys):
     else:
         assert guarded.max() == 0, guarded
     assert "backward step" in capsys.readouterr().out
+
+
+def test_same_numbers_names_every_tag_that_moved():
+    """benchmark/same_numbers.py's comparison: nothing for the same scalars; a tag logged by one side only, a value
+    changed and a series cut short are each named."""
+    from same_numbers import differences
+
+    before = {"recall/imitation_kl": [(10, 0.1), (20, 0.2)], "eval/episodic_return": [(20, 5.0)]}
+    assert differences(before, before) == []
+    after = {"recall/imitation_kl": [(10, 0.1), (20, 0.25)], "recall/step_cosine": [(10, -0.1)]}
+    assert differences(before, after) == [
+        "only before: eval/episodic_return",
+        "only after: recall/step_cosine",
+        "recall/imitation_kl: first differs at step 20, 0.2 before and 0.25 after",
+    ]
+    assert differences(before, {**before, "recall/imitation_kl": [(10, 0.1)]}) == [
+        "recall/imitation_kl: 2 values before, 1 after"
+    ]
