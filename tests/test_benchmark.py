@@ -378,3 +378,18 @@ def test_same_numbers_names_every_tag_that_moved():
     assert differences(before, {**before, "recall/imitation_kl": [(10, 0.1)]}) == [
         "recall/imitation_kl: 2 values before, 1 after"
     ]
+
+
+def test_every_control_is_its_claims_recall_setting_with_the_untrained_model():
+    """App. F's control differs from the claim's setting by the untrained model alone, so that a gain it shares is
+    not the traces' doing; the main experiments of the issue (fig2, fig6, fig7, fig11) all have one."""
+    from report import CLAIMS
+
+    controlled = {claim.experiment for claim in CLAIMS if claim.control}
+    assert {"fig2_fourroom", "fig6_trpo", "fig7_sac", "fig11_goalgan_point"} <= controlled
+    for claim in (c for c in CLAIMS if c.control):
+        settings = EXPERIMENTS[claim.experiment].settings
+        own, control = settings[claim.setting], settings[claim.control]
+        i = control.flags.index("--bt-model")
+        assert control.flags[i + 1] == "random" and control.script == own.script, claim.text
+        assert sorted(control.flags[:i] + control.flags[i + 2 :]) == sorted(own.flags), claim.text
