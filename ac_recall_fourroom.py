@@ -120,10 +120,10 @@ def check_args(args: Args):
     if args.size < 7 or args.size % 2 == 0:
         return f"--size must be an odd integer >= 7 (the four-room grid needs a centre wall), got {args.size}"
     for name in ("learning_rate", "bt_learning_rate"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if not args.imitation_lr >= 0:
-        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
+        if not 0.0 < getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
+    if not 0.0 <= args.imitation_lr < float("inf"):
+        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
     if not 0.0 <= args.slip <= 1.0:
         return f"--slip must be a probability in [0, 1], got {args.slip}"
     for name in ("trace_len", "num_traces", "k_traj", "num_envs", "num_steps", "bt_batch_size", "recall_every"):
@@ -134,6 +134,11 @@ def check_args(args: Args):
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     if not 0.0 < args.top_k_frac <= 1.0:
         return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
+    if not 0.0 < args.gamma <= 1.0:
+        return f"--gamma must be in (0, 1], got {args.gamma}"
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        batch = args.num_envs * args.num_steps
+        return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"
     return None
 
 
@@ -390,6 +395,10 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
     run_name = f"{args.env_id}-{args.size}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
     if args.track:
         try:
             import wandb

@@ -155,10 +155,14 @@ def check_args(args: Args):
     if not 0.0 <= args.r_min < args.r_max <= 1.0:
         return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
     for name in ("max_kl", "coverage_spacing", "gan_lr", "vf_lr", "bt_learning_rate"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if not args.imitation_lr >= 0:
-        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
+        if not 0.0 < getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
+    if not 0.0 <= args.imitation_lr < float("inf"):
+        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
+    if not 0.0 < args.gamma <= 1.0:
+        return f"--gamma must be in (0, 1], got {args.gamma}"
+    if args.total_timesteps < 1:
+        return f"--total-timesteps must be >= 1 (a Goal GAN iteration at the least), got {args.total_timesteps}"
     if not 0.0 < args.line_search_factor < 1.0:
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     try:
@@ -578,6 +582,10 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
     if args.track:
         try:
             import wandb
@@ -601,6 +609,10 @@ if __name__ == "__main__":
     env_list = [make_env(args.env_id, args.seed, i, args.capture_video, run_name) for i in range(args.num_envs)]
     maze = env_list[0].unwrapped
     max_steps = env_list[0].spec.max_episode_steps
+    iteration_steps = (args.init_episodes + (args.num_new_goals + args.num_old_goals) * args.episodes_per_goal) * max_steps
+    if args.total_timesteps < iteration_steps:  # whole iterations only: say how far past the budget one may go
+        print(f"note: the run stops after the Goal GAN iteration past --total-timesteps {args.total_timesteps:,}, "
+              f"and its initialisation and first iteration take up to {iteration_steps:,} env steps")  # fmt: skip
     state_dim = maze.observation_space["observation"].shape[0]
     act_dim = maze.action_space.shape[0]
     goal_low = maze.observation_space["desired_goal"].low

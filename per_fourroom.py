@@ -121,8 +121,10 @@ def check_args(args: Args):
     for name in ("num_envs", "num_steps", "buffer_size", "batch_size", "ac_steps_per_per_step"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    if args.learning_rate <= 0:
-        return f"--learning-rate must be > 0, got {args.learning_rate}"
+    if not 0.0 < args.learning_rate < float("inf"):
+        return f"--learning-rate must be finite and > 0, got {args.learning_rate}"
+    if not 0.0 < args.gamma <= 1.0:
+        return f"--gamma must be in (0, 1], got {args.gamma}"
     for name in ("seed", "total_timesteps", "learning_starts", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
@@ -135,6 +137,9 @@ def check_args(args: Args):
             return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
     if args.per_eps <= 0:
         return f"--per-eps must be > 0, got {args.per_eps}"
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        batch = args.num_envs * args.num_steps
+        return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"
     return None
 
 
@@ -323,6 +328,10 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
     run_name = f"{args.env_id}-{args.size}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
     if args.track:
         try:
             import wandb

@@ -139,10 +139,10 @@ def check_args(args: Args):
     if args.seed < 0:
         return f"--seed must be >= 0, got {args.seed}"
     for name in ("policy_lr", "q_lr", "bt_learning_rate"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if not args.imitation_lr >= 0:
-        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
+        if not 0.0 < getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
+    if not 0.0 <= args.imitation_lr < float("inf"):
+        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
     for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
@@ -157,6 +157,15 @@ def check_args(args: Args):
         return "--bt-sample-size and --bt-refresh must be >= 1"
     if not 0.0 < args.top_k_frac <= 1.0:
         return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
+    if not 0.0 < args.gamma <= 1.0:
+        return f"--gamma must be in (0, 1], got {args.gamma}"
+    if not 0.0 < args.tau <= 1.0:
+        return f"--tau must be in (0, 1], got {args.tau}"
+    if not 0.0 < args.alpha < float("inf"):
+        return f"--alpha must be finite and > 0, got {args.alpha}"
+    if args.total_timesteps <= args.learning_starts:
+        steps, starts = args.total_timesteps, args.learning_starts
+        return f"--total-timesteps ({steps}) must exceed --learning-starts ({starts}): SAC would never update"
     if args.heldout_every < 2:
         return f"--heldout-every must be >= 2, got {args.heldout_every}"
     try:
@@ -517,6 +526,10 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
     if args.track:
         try:
             import wandb

@@ -135,10 +135,15 @@ def check_args(args: Args):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     for name in ("max_kl", "vf_lr", "bt_learning_rate"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if not args.imitation_lr >= 0:
-        return f"--imitation-lr must be >= 0, got {args.imitation_lr}"
+        if not 0.0 < getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
+    if not 0.0 <= args.imitation_lr < float("inf"):
+        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
+    if not 0.0 < args.gamma <= 1.0:
+        return f"--gamma must be in (0, 1], got {args.gamma}"
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        batch = args.num_envs * args.num_steps
+        return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"
     if not 0.0 < args.line_search_factor < 1.0:
         return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     if not 0.0 < args.top_k_frac <= 1.0:
@@ -627,6 +632,10 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
+        os.makedirs(f"runs/{run_name}", exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
     if args.track:
         try:
             import wandb
