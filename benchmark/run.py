@@ -8,12 +8,12 @@
 Every run is the script started as a user would start it: a subprocess with one torch thread, in a temporary
 directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
 results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.py), written by this process. A run
-whose file exists is skipped, so an experiment fills up piece by piece across sessions and machines; Ctrl-C
-loses only the runs in flight. A run that another experiment already made (the same script and arguments, defaults
-filled in, and the same metric and threshold, so the same summary) is copied from that experiment's folder instead
-of run again, its identity naming this experiment and the file it came from (`reused_from`). With Ray, each run is
-one task with num_cpus=1 that returns its file's text to this driver: the nodes of a cluster need the project's
-requirements, not a shared file system.
+whose file exists at the same budget is skipped, so an experiment fills up piece by piece across sessions and
+machines (a file of another budget is never overwritten); Ctrl-C loses only the runs in flight. A run that another
+experiment already made (the same script and arguments, defaults filled in, and the same metric and threshold, so
+the same summary) is copied from that experiment's folder instead of run again, its identity naming this experiment
+and the file it came from (`reused_from`). With Ray, each run is one task with num_cpus=1 that returns its file's
+text to this driver: the nodes of a cluster need the project's requirements, not a shared file system.
 """
 
 import functools
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,7 +60,9 @@ class Args:
     ray_address: str | None = None
     """the address of a running Ray cluster (`auto` on one of its nodes); without it, a local Ray"""
     results_dir: Path = Path("results")
-    """where the result files go, one folder per experiment"""
+    """where the result files go, one folder per experiment; it must exist (see --new-results-dir)"""
+    new_results_dir: bool = False
+    """if toggled, create --results-dir when it does not exist (a mistyped one would otherwise run a grid anew)"""
     dry_run: bool = False
     """if toggled, list the runs, done or to do, with their commands, and run nothing"""
 
@@ -164,16 +167,31 @@ def arguments(script, flags):
     return json.loads(json.dumps(vars(tyro.cli(args_class(script), args=list(flags))), default=str))
 
 
-SWITCHES = ("recall", "per")  # a script's switch of its method: the Args fields declared after it belong to it
+# each script's switch of its method and the arguments that act only when it is on, by name (not by where Args
+# declares them: reordering a script's fields changes no run); tests/test_benchmark.py keeps these in step with Args
+METHOD_ARGS = {
+    "ac_recall_fourroom.py": ("recall", "trace_len num_traces k_traj top_k_frac target bt_state bt_model "
+                             "bt_learning_rate bt_updates bt_batch_size imitation_lr recall_every imitation_updates"),
+    "per_fourroom.py": ("per", "buffer_size batch_size learning_starts ac_steps_per_per_step per_alpha per_beta "
+                        "per_beta_end per_eps per_actor"),
+    "sac_recall_mujoco.py": ("recall", "trace_len num_traces bt_model bt_sample_size top_k_frac bt_refresh "
+                             "recall_every bt_updates imitation_updates bt_batch_size bt_learning_rate imitation_lr "
+                             "heldout_every"),
+    "trpo_recall_mujoco.py": ("recall", "model trace_len num_traces bt_model top_k_frac bt_buffer_size bt_updates "
+                              "bt_batch_size bt_learning_rate imitation_updates imitation_lr"),
+    "goalgan_recall_umaze.py": ("recall", "trace_len num_traces bt_model bt_buffer_size bt_updates bt_batch_size "
+                                "bt_learning_rate imitation_updates imitation_lr"),
+}  # fmt: skip
 
 
 def acting(script, args):
-    """The arguments that act: with a method's switch off (--no-recall, --no-per), the fields its Args declares after
-    the switch are dropped, so that a plain run does not go stale when a default of the method changes; so is an
-    argument the script no longer has (a file's record of a flag since removed)."""
-    names = [field.name for field in fields(args_class(script))]
-    off = [names.index(s) for s in SWITCHES if args.get(s) is False]
-    return {k: v for k, v in args.items() if k in names and not (off and k in names[min(off) + 1 :])}
+    """The arguments that act: with the method's switch off (--no-recall, --no-per), its own arguments are dropped,
+    so that a plain run does not go stale when a default of the method changes; so is an argument the script no
+    longer has (a file's record of a flag since removed)."""
+    names = {field.name for field in fields(args_class(script))}
+    switch, method = METHOD_ARGS[script]
+    off = set(method.split()) if args.get(switch) is False else set()
+    return {k: v for k, v in args.items() if k in names and k not in off}
 
 
 def run_key(identity):
@@ -215,6 +233,24 @@ def unknown_flags(script, flags):
     return tyro.cli(args_class(script), args=list(flags), return_unknown_args=True, console_outputs=False)[1]
 
 
+def invalid_run(script, flags):
+    """The script's own one-line refusal of these flags (its check_args), or None: an env id, a seed or a budget it
+    would refuse is refused here, before a grid is started."""
+    module = script_module(script)
+    run_args = tyro.cli(module.Args, args=list(flags))
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # gymnasium's on v4 envs, made to be looked at
+    if getattr(run_args, "trace_len", 0) is None:  # filled in by the script before its checks: the env's length
+        run_args.trace_len = module.default_trace_len(run_args.env_id) if hasattr(module, "default_trace_len") else 1
+    return module.check_args(run_args)
+
+
+def other_budget(runs):
+    """The planned runs whose file holds a run of another budget: (path, its env steps)."""
+    for identity, path in runs:
+        if path.exists() and (steps := read_identity(path).get("total_timesteps")) != identity["total_timesteps"]:
+            yield path, steps
+
+
 def check(args):
     if args.experiment not in EXPERIMENTS:
         return f"unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}"
@@ -230,6 +266,13 @@ def check(args):
             return f"no budget for env ids {missing} in {args.experiment}: give --total-timesteps"
     if args.workers < 1:
         return f"--workers must be >= 1, got {args.workers}"
+    if args.seeds and min(args.seeds) < 0:
+        return f"--seeds must be >= 0, got {min(args.seeds)}"
+    if not args.dry_run:
+        if not args.results_dir.is_dir() and not args.new_results_dir:
+            return f"--results-dir {args.results_dir} does not exist: give an existing one, or --new-results-dir to create it"
+        if args.results_dir.is_dir() and not os.access(args.results_dir, os.W_OK):
+            return f"--results-dir {args.results_dir} cannot be written"
     return None
 
 
@@ -296,16 +339,26 @@ if __name__ == "__main__":
         sys.exit(f"error: {error}")
     exp = EXPERIMENTS[args.experiment]
     runs = plan(args, exp)
-    for line in stale(runs):
+    checked = {}  # one check a setting and env id: the seed is checked above
+    for identity, _ in runs:
+        key = (identity["script"], identity["env_id"], identity["setting"])
+        if key not in checked and (error := checked.setdefault(key, invalid_run(identity["script"], identity["flags"]))):
+            sys.exit(f"error: {identity['env_id']} {identity['setting']}: {error}")
+    in_the_way = dict(other_budget(runs))
+    if in_the_way and not args.dry_run:
+        path, steps = next(iter(in_the_way.items()))
+        sys.exit(f"error: {path} holds a run of {steps} env steps, not {args.total_timesteps}: give another --results-dir")
+    for line in stale([(identity, path) for identity, path in runs if path not in in_the_way]):
         print(f"warning: {line}; delete it to run it again")
-    todo = [(identity, path) for identity, path in runs if not path.exists()]
+    todo = [(identity, path) for identity, path in runs if not path.exists() or path in in_the_way]
     elsewhere = made_elsewhere(todo, args.results_dir, args.experiment, exp)
     counts = f"{len(runs) - len(todo)} done, {len(elsewhere)} made by other experiments, {len(todo) - len(elsewhere)} to run"
     print(f"{args.experiment}: {len(runs)} runs, {counts}")
     if args.dry_run:
         for identity, path in runs:
-            status = "done" if path.exists() else "copy" if path in elsewhere else "todo"
-            print(f"{status}  {path}  python {identity['script']} {' '.join(identity['flags'])}")
+            status = "copy" if path in elsewhere else "todo" if path in in_the_way or not path.exists() else "done"
+            way = f"  (in the way: a run of {in_the_way[path]} env steps)" if path in in_the_way else ""
+            print(f"{status}  {path}  python {identity['script']} {' '.join(identity['flags'])}{way}")
         sys.exit(0)
     for identity, path in todo:
         if path in elsewhere:

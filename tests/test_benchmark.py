@@ -32,7 +32,7 @@ def benchmark(tool, cwd, *flags):
 
 @pytest.mark.slow
 def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
-    result = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res")
+    result = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res", "--new-results-dir")
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "res" / "fig2_fourroom").glob("*.csv.gz"))
     assert [f.name for f in files] == [f"7__{s}__{seed}.csv.gz" for s in ("ac", "true-learned") for seed in (1, 2)]
@@ -70,7 +70,7 @@ def test_a_result_file_keeps_the_diagnostics_of_the_imitation_step(tmp_path):
     """One TRPO + recall iteration on Hopper through the runner: its file keeps which way the imitation step pulls
     (its cosine with TRPO's step, the surrogate gain it took back) and the eval's forward velocity."""
     flags = ["fig6_trpo", "--env-ids", "Hopper-v4", "--settings", "recall", "--seeds", "1", "--total-timesteps", "2048"]
-    result = benchmark("run.py", tmp_path, *flags, "--workers", "1", "--results-dir", "res")
+    result = benchmark("run.py", tmp_path, *flags, "--workers", "1", "--results-dir", "res", "--new-results-dir")
     assert result.returncode == 0, result.stderr
     _, series = read(tmp_path / "res" / "fig6_trpo" / "Hopper-v4__recall__1.csv.gz")
     for tag in ("recall/step_cosine", "recall/surrogate_undone", "eval/forward_velocity"):
@@ -149,7 +149,7 @@ def test_ray_runs_the_same_runs(tmp_path):
     """One Ray task per run on a local Ray of 2 CPUs: the same numbers as the local pool (the runs are deterministic)."""
     flags = ["--settings", "true-learned", "--seeds", "1", "--results-dir"]
     for name, backend in (("local", "local"), ("ray", "ray")):
-        result = benchmark("run.py", tmp_path, *TINY, *flags, name, "--backend", backend)
+        result = benchmark("run.py", tmp_path, *TINY, *flags, name, "--new-results-dir", "--backend", backend)
         assert result.returncode == 0, result.stderr
     local, ray = (read(tmp_path / name / "fig2_fourroom" / "7__true-learned__1.csv.gz") for name in ("local", "ray"))
     for tag in ("charts/success_rate", "charts/episodic_return", "recall/imitation_loss"):
@@ -393,3 +393,69 @@ def test_every_control_is_its_claims_recall_setting_with_the_untrained_model():
         i = control.flags.index("--bt-model")
         assert control.flags[i + 1] == "random" and control.script == own.script, claim.text
         assert sorted(control.flags[:i] + control.flags[i + 2 :]) == sorted(own.flags), claim.text
+
+
+def test_the_runner_refuses_what_its_scripts_would_before_any_compute(tmp_path):
+    """Seeds, env ids and budgets the scripts would refuse, and a results directory that is missing (unless asked to
+    create it) or cannot be written, are refused before a grid starts."""
+    from run import Args as RunArgs
+    from run import check, invalid_run
+
+    assert check(RunArgs("fig2_fourroom", seeds=(-5,))) == "--seeds must be >= 0, got -5"
+    assert invalid_run("trpo_recall_mujoco.py", ["--env-id", "Foo-v9"]).startswith("--env-id 'Foo-v9' cannot be made")
+    too_short = invalid_run("ac_recall_fourroom.py", ["--size", "11", "--total-timesteps", "100"])
+    assert too_short.startswith("--total-timesteps must be at least one batch")
+    assert invalid_run("sac_recall_mujoco.py", ["--env-id", "Hopper-v4"]) is None  # --trace-len None: Table 2's
+    missing = tmp_path / "nowhere"
+    assert check(RunArgs("fig2_fourroom", results_dir=missing)).endswith("or --new-results-dir to create it")
+    assert check(RunArgs("fig2_fourroom", results_dir=missing, new_results_dir=True)) is None
+    assert check(RunArgs("fig2_fourroom", results_dir=missing, dry_run=True)) is None
+    missing.mkdir()
+    missing.chmod(0o500)
+    try:
+        expected = None if os.access(missing, os.W_OK) else f"--results-dir {missing} cannot be written"  # root writes
+        assert check(RunArgs("fig2_fourroom", results_dir=missing)) == expected
+    finally:
+        missing.chmod(0o700)
+
+
+def test_a_run_at_another_budget_is_not_done_and_never_overwrites_one(tmp_path):
+    """The budget is part of a run: a file of another --total-timesteps is in the way, not done (the dry run lists
+    it as to do), and a real run refuses to overwrite it."""
+    from run import Args as RunArgs
+    from run import other_budget, plan
+
+    write_runs(tmp_path, "fig2_fourroom", "7", "ac", [5000.0], "charts/success_rate", budget=2048)
+    args = RunArgs("fig2_fourroom", env_ids=("7",), settings=("ac",), seeds=(1,), results_dir=tmp_path)
+    exp = EXPERIMENTS["fig2_fourroom"]
+    path = tmp_path / "fig2_fourroom" / "7__ac__1.csv.gz"
+    assert dict(other_budget(plan(RunArgs(**{**vars(args), "total_timesteps": 4096}), exp))) == {path: 2048}
+    assert dict(other_budget(plan(RunArgs(**{**vars(args), "total_timesteps": 2048}), exp))) == {}
+    refused = benchmark("run.py", tmp_path, "fig2_fourroom", "--env-ids", "7", "--settings", "ac", "--seeds", "1",
+                        "--results-dir", ".", "--total-timesteps", "4096")  # fmt: skip
+    assert refused.returncode != 0 and "holds a run of 2048 env steps, not 4096" in refused.stderr, refused.stderr
+
+
+def test_the_committed_results_are_done_and_not_stale():
+    """The plain TRPO runs in results/ match what their commands give today: done, none stale."""
+    dry = benchmark("run.py", ROOT, "fig6_trpo", "--settings", "trpo", "--dry-run")
+    assert dry.returncode == 0 and "40 runs, 40 done" in dry.stdout and "warning" not in dry.stdout, dry.stdout
+
+
+def test_reordering_a_scripts_arguments_changes_no_run(monkeypatch):
+    """Which arguments act with the method off is named (run.METHOD_ARGS), not read from the order of Args: reversed
+    fields give every run the same key. Every named argument is one of the script's."""
+    import dataclasses
+
+    import run
+
+    for script, (switch, method) in run.METHOD_ARGS.items():
+        names = {f.name for f in dataclasses.fields(run.args_class(script))}
+        assert switch in names and set(method.split()) <= names, script
+    flags = ["--env-id", "Hopper-v4", "--no-recall"]
+    key = run.run_key({"script": "trpo_recall_mujoco.py", "flags": flags})
+    original = run.args_class("trpo_recall_mujoco.py")
+    fields = [(f.name, f.type, f) for f in reversed(dataclasses.fields(original))]
+    reversed_args = dataclasses.make_dataclass("Args", fields)
+    monkeypatch.setattr(run, "args_class", lambda script: reversed_args)
+    assert run.run_key({"script": "trpo_recall_mujoco.py", "flags": flags}) == key
