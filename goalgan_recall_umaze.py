@@ -780,3 +780,4 @@ if __name__ == "__main__":
         for env in env_list:
             env.close()
         writer.close()
+        print(f"logs: runs/{run_name} (tensorboard --logdir runs)")

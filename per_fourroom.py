@@ -479,3 +479,4 @@ if __name__ == "__main__":
             print(f"model saved to {model_path}")
         vec_env.close()
         writer.close()
+        print(f"logs: runs/{run_name} (tensorboard --logdir runs)")

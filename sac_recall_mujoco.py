@@ -619,6 +619,7 @@ if __name__ == "__main__":
         imitation_step = torch.compile(imitation_step, mode=mode)
 
     global_step, sac_updates, start_time = 0, 0, time.time()
+    last_return = float("nan")  # the latest training episode's return, for the progress line
     next_refresh, recall_stats = 0, {}  # when to rank a fresh sample; the last recall phase's diagnostics
     policy_mark = parameters_to_vector(actor.parameters()).detach()  # the actor after the last recall phase (a copy)
     autoreset = np.zeros(args.num_envs, dtype=bool)
@@ -636,6 +637,7 @@ if __name__ == "__main__":
             if "episode" in infos:
                 for i in np.flatnonzero(infos["_episode"]):
                     writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                    last_return = infos["episode"]["r"][i]
                     writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
             # Algorithm 1, line 5 (the buffer B is the replay buffer)
             autoreset = add_real_transitions(rb, obs, next_obs, actions, rewards, terminations, truncations, autoreset)
@@ -691,8 +693,10 @@ if __name__ == "__main__":
                         writer.add_scalar(f"recall/{name}", stat.item(), global_step)
                     writer.add_scalar("recall/trace_len", args.trace_len, global_step)
                     writer.add_scalar("recall/target_value", bt_data["target_value"].item(), global_step)
-                if global_step % 10_000 < args.num_envs:
-                    print(f"global_step={global_step} SPS={sps}")
+                if global_step % 5_000 < args.num_envs:  # the run is alive, and roughly when it ends
+                    eta = (args.total_timesteps - global_step) / max(sps, 1) / 60
+                    progress = f"global_step={global_step}/{args.total_timesteps} SPS={sps}"
+                    print(f"{progress} episodic_return={last_return:.1f} ETA={eta:.0f} min", flush=True)
 
         if args.eval_episodes > 0:  # the deterministic policy at the end
             eval_return, velocity = evaluate(actor, args.env_id, args.eval_episodes, args.seed, device)
@@ -709,3 +713,4 @@ if __name__ == "__main__":
             print(f"model saved to {model_path}")
         envs.close()
         writer.close()
+        print(f"logs: runs/{run_name} (tensorboard --logdir runs)")

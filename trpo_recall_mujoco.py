@@ -685,6 +685,7 @@ if __name__ == "__main__":
     rewards, terminations, dones, valid = (torch.zeros(shape, device=device) for _ in range(4))
 
     global_step, start_time = 0, time.time()
+    last_return = float("nan")  # the latest training episode's return, for the progress line
     num_iterations = args.total_timesteps // (args.num_envs * args.num_steps)
     policy_mark = parameters_to_vector(params).detach()  # the policy after the last recall phase
     autoreset = np.zeros(args.num_envs, dtype=bool)
@@ -703,6 +704,7 @@ if __name__ == "__main__":
                 if "episode" in infos:
                     for i in np.flatnonzero(infos["_episode"]):
                         writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                        last_return = infos["episode"]["r"][i]
                         writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
                 # in next-step mode the observation a step returns is its real next state, the final one included
                 raw_next_obs[step] = torch.as_tensor(next_obs, dtype=torch.float32, device=device)
@@ -780,8 +782,10 @@ if __name__ == "__main__":
             for name, value in stats.items():
                 writer.add_scalar(f"losses/{name}", value, global_step)
             writer.add_scalar("charts/SPS", sps, global_step)
-            if iteration % 10 == 0:
-                print(f"global_step={global_step} SPS={sps}")
+            if iteration % 10 == 0:  # the run is alive, and roughly when it ends
+                eta = (args.total_timesteps - global_step) / max(sps, 1) / 60
+                progress = f"global_step={global_step}/{args.total_timesteps} SPS={sps}"
+                print(f"{progress} episodic_return={last_return:.1f} ETA={eta:.0f} min", flush=True)
             batch_steps = args.num_envs * args.num_steps  # an evaluation when global_step passes a multiple of eval_every
             if args.eval_every and global_step // args.eval_every > (global_step - batch_steps) // args.eval_every:
                 if iteration < num_iterations:  # the last one follows
@@ -803,3 +807,4 @@ if __name__ == "__main__":
             print(f"model saved to {model_path}")
         envs.close()
         writer.close()
+        print(f"logs: runs/{run_name} (tensorboard --logdir runs)")

@@ -1,7 +1,7 @@
 """Learning curves and tables of one experiment, from its result files alone.
 
-    python benchmark/plot.py fig7_sac                         # results/fig7_sac -> docs/figures/fig7_sac.{png,md}
-    python benchmark/plot.py fig2_fourroom --results-dir results --out-dir docs/figures
+    python benchmark/plot.py fig7_sac                         # results/fig7_sac -> figures/fig7_sac.{png,md}
+    python benchmark/plot.py fig2_fourroom --out-dir docs/figures   # the committed figure and table
 
 The figure has one panel per env id: the experiment's metric against env steps, the mean over seeds of each
 setting with a 95% bootstrap band. The table gives, per env id and setting, the final metric and its area under
@@ -25,6 +25,12 @@ from experiments import EXPERIMENTS  # noqa: E402
 from result_file import read  # noqa: E402
 
 GRID_POINTS = 100
+METRIC_LABELS = {
+    "eval/episodic_return": "eval return (mean-action policy)",
+    "charts/success_rate": "success rate (last 100 episodes)",
+    "charts/coverage": "coverage (share of goals reached)",
+}
+"""the y-axis label of each metric"""
 
 
 @dataclass
@@ -33,8 +39,8 @@ class Args:
     """the experiment's name (see benchmark/experiments.py)"""
     results_dir: Path = Path("results")
     """where run.py wrote the result files"""
-    out_dir: Path = Path("docs/figures")
-    """where the figure (<experiment>.png) and the table (<experiment>.md) go"""
+    out_dir: Path = Path("figures")
+    """where the figure (<experiment>.png) and the table (<experiment>.md) go (the committed ones: docs/figures)"""
 
 
 def load(results_dir, experiment):
@@ -177,13 +183,18 @@ def figure(exp, runs_by_env, path):
     import matplotlib.pyplot as plt
 
     env_ids = list(runs_by_env)
-    fig, axes = plt.subplots(1, len(env_ids), figsize=(4.5 * len(env_ids), 3.6), squeeze=False)
+    ncol = min(2, len(env_ids))  # the shared legend under the panels: settings a row
+    legend_rows = -(-len(exp.settings) // ncol)
+    height = 3.6 + 0.25 * legend_rows
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(max(4.5 * len(env_ids), 6.5), height), squeeze=False)
     for ax, env_id in zip(axes[0], env_ids, strict=True):
         settings = runs_by_env[env_id]
         for setting in [s for s in exp.settings if s in settings]:
             grid, values = curves(settings[setting], exp.metric)
             mean = values.mean(0)
-            (line,) = ax.plot(grid, mean, label=f"{exp.settings[setting].label} ({len(values)})")
+            seeds = f"{len(values)} seed" + ("s" if len(values) > 1 else "")
+            label = f"{exp.settings[setting].label.replace('`', '')} ({seeds})"
+            (line,) = ax.plot(grid, mean, label=label if ax is axes[0][0] else None)
             if len(values) >= 2:
                 ci = stats.bootstrap((values,), np.mean, axis=0, n_resamples=2000, method="percentile", random_state=0)
                 low, high = ci.confidence_interval
@@ -191,10 +202,12 @@ def figure(exp, runs_by_env, path):
                                 color=line.get_color(), alpha=0.2)  # fmt: skip
         ax.set_title(env_id if exp.env_flag == "--env-id" else f"{env_id}x{env_id}")
         ax.set_xlabel("env steps")
-        ax.set_ylabel(exp.metric)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 100k, 1M
+        ax.set_ylabel(METRIC_LABELS.get(exp.metric, exp.metric))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.03))
+    fig.text(0.01, 0.01, "line: mean over seeds; band: 95% bootstrap interval of the mean", fontsize=7, color="gray")
+    fig.tight_layout(rect=(0, 0.25 * legend_rows / height + 0.06, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -219,3 +232,4 @@ if __name__ == "__main__":
     if (md := make(args.experiment, args.results_dir, args.out_dir)) is None:
         sys.exit(f"error: no result files in {args.results_dir / args.experiment}; run benchmark/run.py {args.experiment}")
     print(md)
+    print(f"wrote {args.out_dir / args.experiment}.png and {args.out_dir / args.experiment}.md")

@@ -125,6 +125,7 @@ def assert_learns_smallest_grid(script, cwd):
     reliably. Returns the run's scalars for the script's own checks."""
     result = run_script(script, cwd, "--size", "7", "--total-timesteps", "16384", "--num-envs", "8", "--seed", "1")
     assert result.returncode == 0, result.stderr
+    assert f"logs: runs/{next((cwd / 'runs').iterdir()).name}" in result.stdout  # where the logs went, at the end
     logged = scalars(cwd)[2]
     assert logged["eval/success_rate"][-1] >= 0.9
     assert logged["charts/success_rate"][-1] >= 0.8
@@ -153,6 +154,7 @@ def assert_mujoco_smoke(script, cwd, flags, recall, shared_tags, recall_tags, tr
     result = run_script(script, cwd, *flags, recall, "--save-model")
     assert result.returncode == 0, result.stderr
     run_dir, _, logged = scalars(cwd)
+    assert f"logs: runs/{run_dir.name}" in result.stdout and f"model saved to runs/{run_dir.name}/" in result.stdout
     for tag in shared_tags + (recall_tags if recall == "--recall" else []):
         assert tag in logged, tag
     if recall == "--recall":
