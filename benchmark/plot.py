@@ -11,6 +11,7 @@ baseline, P(X > Y) over all pairs of seeds, with its 95% bootstrap interval (res
 Intervals come from scipy.stats.bootstrap (percentile method, 2000 resamples, fixed random state).
 """
 
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -229,6 +230,12 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.experiment not in EXPERIMENTS:
         sys.exit(f"error: unknown experiment {args.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
+    try:  # before any work: a file in the way of the folder, or no permission, is one line
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        sys.exit(f"error: cannot write to --out-dir {args.out_dir}: {e.strerror}")
     if (md := make(args.experiment, args.results_dir, args.out_dir)) is None:
         sys.exit(f"error: no result files in {args.results_dir / args.experiment}; run benchmark/run.py {args.experiment}")
     print(md)

@@ -160,6 +160,9 @@ def test_dry_run_and_bad_input(tmp_path):
     dry = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count("todo") == 4 and not (tmp_path / "res").exists()
     assert "python ac_recall_fourroom.py --size 7 --seed 1 --total-timesteps 2048 --no-recall" in dry.stdout
+    (tmp_path / "afile").write_text("a file where the figures' folder should be")
+    plot = benchmark("plot.py", tmp_path, "fig6_trpo", "--results-dir", str(ROOT / "results"), "--out-dir", "afile")
+    assert plot.returncode != 0 and plot.stderr.strip() == "error: cannot write to --out-dir afile: File exists"
     for flags, message in (
         (["fig99"], "error: unknown experiment 'fig99'"),
         (["fig7_sac", "--settings", "nope"], "error: unknown settings ['nope'] for fig7_sac"),
