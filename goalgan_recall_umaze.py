@@ -602,6 +602,8 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    if "OMP_NUM_THREADS" not in os.environ:  # one CPU thread unless told otherwise: a thread per core is about as
+        torch.set_num_threads(1)  # fast alone and 10x slower beside one other run (docs/benchmark.md, "Threads")
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # the episodes of an iteration, one per goal, num_envs at a time (a goal-conditioned batch, not an autoreset

@@ -651,6 +651,8 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    if "OMP_NUM_THREADS" not in os.environ:  # one CPU thread unless told otherwise: a thread per core is about as
+        torch.set_num_threads(1)  # fast alone and 10x slower beside one other run (docs/benchmark.md, "Threads")
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # gymnasium 1.x default: next-step autoreset. The step after an episode ends ignores its action and returns
