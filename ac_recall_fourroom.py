@@ -136,6 +136,13 @@ def check_args(args: Args):
         return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
     if not 0.0 < args.gamma <= 1.0:
         return f"--gamma must be in (0, 1], got {args.gamma}"
+    if not 0.0 <= args.gae_lambda <= 1.0:
+        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
+    for name in ("ent_coef", "vf_coef"):
+        if not 0.0 <= getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
+    if not 0.0 < args.max_grad_norm < float("inf"):
+        return f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"
     if args.total_timesteps < args.num_envs * args.num_steps:
         batch = args.num_envs * args.num_steps
         return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"

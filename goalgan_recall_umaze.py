@@ -161,6 +161,11 @@ def check_args(args: Args):
         return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
     if not 0.0 < args.gamma <= 1.0:
         return f"--gamma must be in (0, 1], got {args.gamma}"
+    if not 0.0 <= args.gae_lambda <= 1.0:
+        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
+    for name in ("cg_damping", "goal_noise_std", "old_goal_min_dist"):
+        if not 0.0 <= getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
     if args.total_timesteps < 1:
         return f"--total-timesteps must be >= 1 (a Goal GAN iteration at the least), got {args.total_timesteps}"
     if not 0.0 < args.line_search_factor < 1.0:

@@ -125,18 +125,25 @@ def check_args(args: Args):
         return f"--learning-rate must be finite and > 0, got {args.learning_rate}"
     if not 0.0 < args.gamma <= 1.0:
         return f"--gamma must be in (0, 1], got {args.gamma}"
+    if not 0.0 <= args.gae_lambda <= 1.0:
+        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
+    for name in ("ent_coef", "vf_coef"):
+        if not 0.0 <= getattr(args, name) < float("inf"):
+            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
+    if not 0.0 < args.max_grad_norm < float("inf"):
+        return f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"
     for name in ("seed", "total_timesteps", "learning_starts", "eval_episodes"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
     if args.batch_size > args.buffer_size:
         return f"--batch-size ({args.batch_size}) cannot be larger than --buffer-size ({args.buffer_size})"
-    if args.per_alpha < 0:
-        return f"--per-alpha must be >= 0, got {args.per_alpha}"
+    if not 0.0 <= args.per_alpha < float("inf"):
+        return f"--per-alpha must be finite and >= 0, got {args.per_alpha}"
     for name in ("per_beta", "per_beta_end"):
         if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:
             return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
-    if args.per_eps <= 0:
-        return f"--per-eps must be > 0, got {args.per_eps}"
+    if not 0.0 < args.per_eps < float("inf"):
+        return f"--per-eps must be finite and > 0, got {args.per_eps}"
     if args.total_timesteps < args.num_envs * args.num_steps:
         batch = args.num_envs * args.num_steps
         return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"

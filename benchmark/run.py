@@ -239,8 +239,13 @@ def invalid_run(script, flags):
     module = script_module(script)
     run_args = tyro.cli(module.Args, args=list(flags))
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # gymnasium's on v4 envs, made to be looked at
-    if getattr(run_args, "trace_len", 0) is None:  # filled in by the script before its checks: the env's length
+    # what a script fills in before its checks: the env's trace length, PER's Table 3 batch size and alpha
+    if getattr(run_args, "trace_len", 0) is None:
         run_args.trace_len = module.default_trace_len(run_args.env_id) if hasattr(module, "default_trace_len") else 1
+    if hasattr(module, "table3"):
+        batch_size, alpha = module.table3(run_args.size)
+        run_args.batch_size = batch_size if run_args.batch_size is None else run_args.batch_size
+        run_args.per_alpha = alpha if run_args.per_alpha is None else run_args.per_alpha
     return module.check_args(run_args)
 
 

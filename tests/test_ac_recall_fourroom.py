@@ -214,8 +214,8 @@ def test_no_actor_critic_optimizer_steps_in_a_recall_phase(tmp_path):
         (["--top-k-frac", "0"], "--top-k-frac must be in (0, 1]"),
         (["--env-id", "CartPole-v1"], "--env-id must be FourRoom-v0"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--bt-learning-rate", "-1"], "--bt-learning-rate must be > 0"),
-        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
+        (["--bt-learning-rate", "-1"], "--bt-learning-rate must be finite and > 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be finite and >= 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):

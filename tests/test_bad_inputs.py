@@ -27,6 +27,15 @@ CASES = [
     (TRPO, ["--vf-lr", "nan"], "--vf-lr must be finite and > 0"),
     (TRPO, ["--imitation-lr", "nan"], "--imitation-lr must be finite and >= 0"),
     (GOALGAN, ["--gan-lr", "nan"], "--gan-lr must be finite and > 0"),
+    # GAE's lambda, the loss weights and the clipping of the actor-critic, TRPO's damping, Goal GAN's goal noise
+    *((script, ["--gae-lambda", "1.5"], "--gae-lambda must be in [0, 1]") for script in (AC, PER, TRPO, GOALGAN)),
+    (AC, ["--ent-coef", "-0.1"], "--ent-coef must be finite and >= 0"),
+    (PER, ["--vf-coef", "nan"], "--vf-coef must be finite and >= 0"),
+    (AC, ["--max-grad-norm", "0"], "--max-grad-norm must be finite and > 0"),
+    (PER, ["--per-eps", "nan"], "--per-eps must be finite and > 0"),
+    (PER, ["--per-alpha", "nan"], "--per-alpha must be finite and >= 0"),
+    (TRPO, ["--cg-damping", "-1"], "--cg-damping must be finite and >= 0"),
+    (GOALGAN, ["--goal-noise-std", "-0.5"], "--goal-noise-std must be finite and >= 0"),
     # SAC's soft update and temperature
     (SAC, ["--tau", "2"], "--tau must be in (0, 1]"),
     (SAC, ["--tau", "0"], "--tau must be in (0, 1]"),

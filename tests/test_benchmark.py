@@ -462,3 +462,15 @@ def test_reordering_a_scripts_arguments_changes_no_run(monkeypatch):
     reversed_args = dataclasses.make_dataclass("Args", fields)
     monkeypatch.setattr(run, "args_class", lambda script: reversed_args)
     assert run.run_key({"script": "trpo_recall_mujoco.py", "flags": flags}) == key
+
+
+def test_every_setting_of_every_experiment_passes_its_scripts_checks():
+    """What run.py checks before a grid is what the scripts accept: no committed experiment is refused (PER's Table 3
+    batch size and alpha, and the env's trace length, filled in as the scripts do before their checks)."""
+    from run import invalid_run
+
+    for name, exp in EXPERIMENTS.items():
+        for env_id in exp.env_ids:
+            for setting in exp.settings:
+                script, flags = exp.command(env_id, setting, exp.seeds[0])
+                assert invalid_run(script, flags) is None, (name, env_id, setting)

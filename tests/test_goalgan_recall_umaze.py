@@ -255,8 +255,8 @@ def test_one_recall_phase_on_the_ant_decoder():
         (["--r-min", "0.9", "--r-max", "0.1"], "--r-min and --r-max need 0 <= r_min < r_max <= 1"),
         (["--env-id", "AntUMaze-v0", "--coverage-spacing", "2"], "--coverage-spacing 2.0 puts no feasible goal"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
-        (["--gan-lr", "0"], "--gan-lr must be > 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be finite and >= 0"),
+        (["--gan-lr", "0"], "--gan-lr must be finite and > 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):

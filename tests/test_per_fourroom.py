@@ -102,14 +102,14 @@ def test_table3_rows_and_the_nearest_row_for_other_sizes():
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--per-alpha", "-0.5"], "--per-alpha must be >= 0"),
+        (["--per-alpha", "-0.5"], "--per-alpha must be finite and >= 0"),
         (["--batch-size", "2000", "--buffer-size", "1000"], "--batch-size (2000) cannot be larger than --buffer-size"),
         (["--size", "13", "--buffer-size", "1000"], "--batch-size (2000) cannot be larger than --buffer-size (1000)"),
         (["--per-beta", "1.5"], "--per-beta must be in [0, 1]"),
         (["--ac-steps-per-per-step", "0"], "--ac-steps-per-per-step must be >= 1"),
         (["--size", "10"], "--size must be an odd integer >= 7"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--learning-rate", "-1"], "--learning-rate must be > 0"),
+        (["--learning-rate", "-1"], "--learning-rate must be finite and > 0"),
     ],
 )
 def test_bad_arguments_get_one_line(tmp_path, flags, message):

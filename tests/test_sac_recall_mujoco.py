@@ -289,8 +289,8 @@ def test_trace_len_defaults_follow_table_2():
         (["--top-k-frac", "1.5"], "--top-k-frac must be in (0, 1]"),
         (["--heldout-every", "1"], "--heldout-every must be >= 2"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--q-lr", "-1"], "--q-lr must be > 0"),
-        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
+        (["--q-lr", "-1"], "--q-lr must be finite and > 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be finite and >= 0"),
         (["--log-every", "0"], "--log-every must be >= 1"),
     ],
 )

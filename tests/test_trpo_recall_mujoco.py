@@ -301,10 +301,10 @@ def test_trace_len_defaults_follow_table_1():
         (["--env-id", "CartPole-v1"], "CartPole-v1 has action space Discrete(2); this script needs a bounded Box"),
         (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
         (["--trace-len", "0"], "--trace-len must be >= 1"),
-        (["--max-kl", "0"], "--max-kl must be > 0"),
-        (["--imitation-lr", "-1"], "--imitation-lr must be >= 0"),
+        (["--max-kl", "0"], "--max-kl must be finite and > 0"),
+        (["--imitation-lr", "-1"], "--imitation-lr must be finite and >= 0"),
         (["--seed", "-5"], "--seed must be >= 0"),
-        (["--vf-lr", "-1"], "--vf-lr must be > 0"),
+        (["--vf-lr", "-1"], "--vf-lr must be finite and > 0"),
         (["--model", "forward", "--bt-model", "random"], "--bt-model random is App. F's untrained backtracking model"),
     ],
 )
