@@ -675,7 +675,7 @@ if __name__ == "__main__":
         visited = to_tensor(init["next_states"][init["valid"] == 1][:, :2])
         gan_schedule = (args.gan_steps, args.gan_d_steps, args.gan_batch_size)
         train_gan(gan, d_optimizer, g_optimizer, visited, torch.ones(len(visited), device=device), *gan_schedule)
-        evaluate_coverage(0)
+        initial = evaluate_coverage(0)
 
         while global_step < args.total_timesteps:
             iteration += 1
@@ -773,7 +773,7 @@ if __name__ == "__main__":
                 evaluate_coverage(iteration)
 
         # the end: coverage of the final policy, its return over the grid goals, the heatmap as a PNG
-        success, heatmap = evaluate_coverage(iteration)
+        success, heatmap = evaluate_coverage(iteration) if iteration else initial  # no iteration ran: no new policy
         writer.add_scalar("eval/episodic_return", success.mean(), global_step)  # reward 1 on reaching the goal
         Image.fromarray(heatmap).save(f"runs/{run_name}/coverage.png")
     except KeyboardInterrupt:
