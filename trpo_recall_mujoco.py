@@ -365,12 +365,12 @@ class TransitionBuffer:
     transitions)."""
 
     def __init__(self, capacity, device, **shapes):
-        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.capacity, self.pos, self.size, self.device = capacity, 0, 0, device
         self.data = {key: torch.zeros((capacity, *shape), device=device) for key, shape in shapes.items()}
 
     def add(self, **fields):
         n = len(next(iter(fields.values())))
-        idx = (self.pos + torch.arange(n, device=self.data[next(iter(fields))].device)) % self.capacity
+        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
         for key, x in fields.items():
             self.data[key][idx] = x
         self.pos = (self.pos + n) % self.capacity
