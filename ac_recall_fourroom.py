@@ -117,32 +117,21 @@ def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built."""
     if args.env_id != "FourRoom-v0":
         return f"--env-id must be FourRoom-v0 (this script needs its true backward dynamics), got {args.env_id!r}"
+    inf = float("inf")
+    bounds = [  # the flags, the test each value must pass, and what the test asks for
+        ("seed total_timesteps bt_updates imitation_updates eval_episodes", lambda x: x >= 0, ">= 0"),
+        ("trace_len num_traces k_traj num_envs num_steps bt_batch_size recall_every", lambda x: x >= 1, ">= 1"),
+        ("learning_rate bt_learning_rate max_grad_norm", lambda x: 0 < x < inf, "finite and > 0"),
+        ("imitation_lr ent_coef vf_coef", lambda x: 0 <= x < inf, "finite and >= 0"),
+        ("gamma top_k_frac", lambda x: 0 < x <= 1, "in (0, 1]"),
+        ("gae_lambda slip", lambda x: 0 <= x <= 1, "in [0, 1]"),
+    ]
+    for names, ok, need in bounds:
+        for name in names.split():
+            if not ok(getattr(args, name)):
+                return f"--{name.replace('_', '-')} must be {need}, got {getattr(args, name)}"
     if args.size < 7 or args.size % 2 == 0:
         return f"--size must be an odd integer >= 7 (the four-room grid needs a centre wall), got {args.size}"
-    for name in ("learning_rate", "bt_learning_rate"):
-        if not 0.0 < getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
-    if not 0.0 <= args.imitation_lr < float("inf"):
-        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
-    if not 0.0 <= args.slip <= 1.0:
-        return f"--slip must be a probability in [0, 1], got {args.slip}"
-    for name in ("trace_len", "num_traces", "k_traj", "num_envs", "num_steps", "bt_batch_size", "recall_every"):
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("seed", "total_timesteps", "bt_updates", "imitation_updates", "eval_episodes"):
-        if getattr(args, name) < 0:
-            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    if not 0.0 < args.top_k_frac <= 1.0:
-        return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
-    if not 0.0 < args.gamma <= 1.0:
-        return f"--gamma must be in (0, 1], got {args.gamma}"
-    if not 0.0 <= args.gae_lambda <= 1.0:
-        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
-    for name in ("ent_coef", "vf_coef"):
-        if not 0.0 <= getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
-    if not 0.0 < args.max_grad_norm < float("inf"):
-        return f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"
     if args.total_timesteps < args.num_envs * args.num_steps:
         batch = args.num_envs * args.num_steps
         return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"

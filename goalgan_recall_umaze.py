@@ -144,32 +144,26 @@ class Args:
 
 
 def check_args(args: Args):
-    """One clear line for each kind of bad input, before anything is built."""
-    positive = "trace_len num_traces num_envs num_new_goals episodes_per_goal inner_iters gan_noise_dim gan_d_steps"
-    positive += " gan_batch_size init_episodes cg_iters line_search_tries vf_epochs vf_minibatch_size coverage_every"
-    positive += " coverage_episodes bt_buffer_size bt_batch_size"
-    for bound, names in ((1, positive), (0, "seed total_timesteps num_old_goals gan_steps bt_updates imitation_updates")):
+    """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
+    inf = float("inf")
+    bounds = [  # the flags, the test each value must pass, and what the test asks for
+        ("seed num_old_goals gan_steps bt_updates imitation_updates", lambda x: x >= 0, ">= 0"),
+        ("total_timesteps trace_len num_traces num_envs num_new_goals episodes_per_goal", lambda x: x >= 1, ">= 1"),
+        ("inner_iters gan_noise_dim gan_d_steps gan_batch_size init_episodes cg_iters", lambda x: x >= 1, ">= 1"),
+        ("line_search_tries vf_epochs vf_minibatch_size coverage_every coverage_episodes", lambda x: x >= 1, ">= 1"),
+        ("bt_buffer_size bt_batch_size", lambda x: x >= 1, ">= 1"),
+        ("max_kl coverage_spacing gan_lr vf_lr bt_learning_rate", lambda x: 0 < x < inf, "finite and > 0"),
+        ("imitation_lr cg_damping goal_noise_std old_goal_min_dist", lambda x: 0 <= x < inf, "finite and >= 0"),
+        ("gamma", lambda x: 0 < x <= 1, "in (0, 1]"),
+        ("gae_lambda", lambda x: 0 <= x <= 1, "in [0, 1]"),
+        ("line_search_factor", lambda x: 0 < x < 1, "in (0, 1)"),
+    ]
+    for names, ok, need in bounds:
         for name in names.split():
-            if getattr(args, name) < bound:
-                return f"--{name.replace('_', '-')} must be >= {bound}, got {getattr(args, name)}"
+            if not ok(getattr(args, name)):
+                return f"--{name.replace('_', '-')} must be {need}, got {getattr(args, name)}"
     if not 0.0 <= args.r_min < args.r_max <= 1.0:
         return f"--r-min and --r-max need 0 <= r_min < r_max <= 1, got {args.r_min} and {args.r_max}"
-    for name in ("max_kl", "coverage_spacing", "gan_lr", "vf_lr", "bt_learning_rate"):
-        if not 0.0 < getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
-    if not 0.0 <= args.imitation_lr < float("inf"):
-        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
-    if not 0.0 < args.gamma <= 1.0:
-        return f"--gamma must be in (0, 1], got {args.gamma}"
-    if not 0.0 <= args.gae_lambda <= 1.0:
-        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
-    for name in ("cg_damping", "goal_noise_std", "old_goal_min_dist"):
-        if not 0.0 <= getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
-    if args.total_timesteps < 1:
-        return f"--total-timesteps must be >= 1 (a Goal GAN iteration at the least), got {args.total_timesteps}"
-    if not 0.0 < args.line_search_factor < 1.0:
-        return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
     try:
         env = gym.make(args.env_id)
     except Exception as e:  # an unknown id, a missing module or package
@@ -644,12 +638,9 @@ if __name__ == "__main__":
     def to_tensor(x):
         return torch.as_tensor(x, dtype=torch.float32, device=device)
 
-    goal_center = to_tensor((goal_high + goal_low) / 2)
-    goal_half_range = to_tensor((goal_high - goal_low) / 2)
-
     def policy_obs(states, goals):
         """The robot state by running statistics, the goal by the maze's box into [-1, 1] (goals seen so far would not do)."""
-        goals = (goals - goal_center) / goal_half_range
+        goals = (goals - gan.center) / gan.half_range  # the GAN's box is the maze's
         return torch.cat([obs_normaliser(states), goals.expand(states.shape[:-1] + (2,))], -1)
 
     def act(states, goals):  # the policy as it acts; the env clips the action to its bounds

@@ -116,34 +116,22 @@ def check_args(args: Args):
         return f"--env-id must be FourRoom-v0, got {args.env_id!r}"
     if args.size < 7 or args.size % 2 == 0:
         return f"--size must be an odd integer >= 7 (the four-room grid needs a centre wall), got {args.size}"
-    if not 0.0 <= args.slip <= 1.0:
-        return f"--slip must be a probability in [0, 1], got {args.slip}"
-    for name in ("num_envs", "num_steps", "buffer_size", "batch_size", "ac_steps_per_per_step"):
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    if not 0.0 < args.learning_rate < float("inf"):
-        return f"--learning-rate must be finite and > 0, got {args.learning_rate}"
-    if not 0.0 < args.gamma <= 1.0:
-        return f"--gamma must be in (0, 1], got {args.gamma}"
-    if not 0.0 <= args.gae_lambda <= 1.0:
-        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
-    for name in ("ent_coef", "vf_coef"):
-        if not 0.0 <= getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
-    if not 0.0 < args.max_grad_norm < float("inf"):
-        return f"--max-grad-norm must be finite and > 0, got {args.max_grad_norm}"
-    for name in ("seed", "total_timesteps", "learning_starts", "eval_episodes"):
-        if getattr(args, name) < 0:
-            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+    inf = float("inf")
+    bounds = [  # the flags, the test each value must pass, and what the test asks for
+        ("seed total_timesteps learning_starts eval_episodes", lambda x: x >= 0, ">= 0"),
+        ("num_envs num_steps buffer_size batch_size ac_steps_per_per_step", lambda x: x >= 1, ">= 1"),
+        ("learning_rate max_grad_norm per_eps", lambda x: 0 < x < inf, "finite and > 0"),
+        ("ent_coef vf_coef per_alpha", lambda x: 0 <= x < inf, "finite and >= 0"),
+        ("gamma", lambda x: 0 < x <= 1, "in (0, 1]"),
+        ("gae_lambda slip", lambda x: 0 <= x <= 1, "in [0, 1]"),
+        ("per_beta per_beta_end", lambda x: x is None or 0 <= x <= 1, "in [0, 1]"),  # None: Table 3's
+    ]
+    for names, ok, need in bounds:
+        for name in names.split():
+            if not ok(getattr(args, name)):
+                return f"--{name.replace('_', '-')} must be {need}, got {getattr(args, name)}"
     if args.batch_size > args.buffer_size:
         return f"--batch-size ({args.batch_size}) cannot be larger than --buffer-size ({args.buffer_size})"
-    if not 0.0 <= args.per_alpha < float("inf"):
-        return f"--per-alpha must be finite and >= 0, got {args.per_alpha}"
-    for name in ("per_beta", "per_beta_end"):
-        if getattr(args, name) is not None and not 0.0 <= getattr(args, name) <= 1.0:
-            return f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
-    if not 0.0 < args.per_eps < float("inf"):
-        return f"--per-eps must be finite and > 0, got {args.per_eps}"
     if args.total_timesteps < args.num_envs * args.num_steps:
         batch = args.num_envs * args.num_steps
         return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"

@@ -136,38 +136,26 @@ def cpp_compiler():
 
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
-    if args.seed < 0:
-        return f"--seed must be >= 0, got {args.seed}"
-    for name in ("policy_lr", "q_lr", "bt_learning_rate"):
-        if not 0.0 < getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
-    if not 0.0 <= args.imitation_lr < float("inf"):
-        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
-    for name in ("trace_len", "num_traces", "num_envs", "batch_size", "buffer_size", "bt_batch_size", "recall_every"):
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    if args.log_every < 1:
-        return f"--log-every must be >= 1, got {args.log_every}"
+    inf = float("inf")
+    bounds = [  # the flags, the test each value must pass, and what the test asks for
+        ("seed total_timesteps learning_starts", lambda x: x >= 0, ">= 0"),
+        ("bt_updates imitation_updates eval_every eval_episodes", lambda x: x >= 0, ">= 0"),
+        ("trace_len num_traces num_envs batch_size buffer_size bt_batch_size recall_every", lambda x: x >= 1, ">= 1"),
+        ("log_every bt_sample_size bt_refresh", lambda x: x >= 1, ">= 1"),
+        ("heldout_every", lambda x: x >= 2, ">= 2"),
+        ("policy_lr q_lr bt_learning_rate alpha", lambda x: 0 < x < inf, "finite and > 0"),
+        ("imitation_lr", lambda x: 0 <= x < inf, "finite and >= 0"),
+        ("gamma tau top_k_frac", lambda x: 0 < x <= 1, "in (0, 1]"),
+    ]
+    for names, ok, need in bounds:
+        for name in names.split():
+            if not ok(getattr(args, name)):
+                return f"--{name.replace('_', '-')} must be {need}, got {getattr(args, name)}"
     if args.compile and not (args.cuda and torch.cuda.is_available()) and not cpp_compiler():
         return "--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile's generated code"
-    for name in ("total_timesteps", "learning_starts", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
-        if getattr(args, name) < 0:
-            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    if args.bt_sample_size < 1 or args.bt_refresh < 1:
-        return "--bt-sample-size and --bt-refresh must be >= 1"
-    if not 0.0 < args.top_k_frac <= 1.0:
-        return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
-    if not 0.0 < args.gamma <= 1.0:
-        return f"--gamma must be in (0, 1], got {args.gamma}"
-    if not 0.0 < args.tau <= 1.0:
-        return f"--tau must be in (0, 1], got {args.tau}"
-    if not 0.0 < args.alpha < float("inf"):
-        return f"--alpha must be finite and > 0, got {args.alpha}"
     if args.total_timesteps <= args.learning_starts:
         steps, starts = args.total_timesteps, args.learning_starts
         return f"--total-timesteps ({steps}) must exceed --learning-starts ({starts}): SAC would never update"
-    if args.heldout_every < 2:
-        return f"--heldout-every must be >= 2, got {args.heldout_every}"
     try:
         env = gym.make(args.env_id)
     except Exception as e:  # an unknown id, a missing module or package

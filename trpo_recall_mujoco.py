@@ -125,34 +125,24 @@ def default_trace_len(env_id):
 
 def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
-    if args.seed < 0:
-        return f"--seed must be >= 0, got {args.seed}"
-    positive = ("trace_len", "num_traces", "num_envs", "num_steps", "cg_iters", "line_search_tries", "vf_epochs")
-    for name in positive + ("vf_minibatch_size", "bt_buffer_size", "bt_batch_size"):
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ("total_timesteps", "bt_updates", "imitation_updates", "eval_every", "eval_episodes"):
-        if getattr(args, name) < 0:
-            return f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
-    for name in ("max_kl", "vf_lr", "bt_learning_rate"):
-        if not 0.0 < getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and > 0, got {getattr(args, name)}"
-    if not 0.0 <= args.imitation_lr < float("inf"):
-        return f"--imitation-lr must be finite and >= 0, got {args.imitation_lr}"
-    if not 0.0 < args.gamma <= 1.0:
-        return f"--gamma must be in (0, 1], got {args.gamma}"
-    if not 0.0 <= args.gae_lambda <= 1.0:
-        return f"--gae-lambda must be in [0, 1], got {args.gae_lambda}"
-    for name in ("cg_damping",):
-        if not 0.0 <= getattr(args, name) < float("inf"):
-            return f"--{name.replace('_', '-')} must be finite and >= 0, got {getattr(args, name)}"
+    inf = float("inf")
+    bounds = [  # the flags, the test each value must pass, and what the test asks for
+        ("seed total_timesteps bt_updates imitation_updates eval_every eval_episodes", lambda x: x >= 0, ">= 0"),
+        ("trace_len num_traces num_envs num_steps", lambda x: x >= 1, ">= 1"),
+        ("cg_iters line_search_tries vf_epochs vf_minibatch_size bt_buffer_size bt_batch_size", lambda x: x >= 1, ">= 1"),
+        ("max_kl vf_lr bt_learning_rate", lambda x: 0 < x < inf, "finite and > 0"),
+        ("imitation_lr cg_damping", lambda x: 0 <= x < inf, "finite and >= 0"),
+        ("gamma top_k_frac", lambda x: 0 < x <= 1, "in (0, 1]"),
+        ("gae_lambda", lambda x: 0 <= x <= 1, "in [0, 1]"),
+        ("line_search_factor", lambda x: 0 < x < 1, "in (0, 1)"),
+    ]
+    for names, ok, need in bounds:
+        for name in names.split():
+            if not ok(getattr(args, name)):
+                return f"--{name.replace('_', '-')} must be {need}, got {getattr(args, name)}"
     if args.total_timesteps < args.num_envs * args.num_steps:
         batch = args.num_envs * args.num_steps
         return f"--total-timesteps must be at least one batch (--num-envs x --num-steps = {batch}), got {args.total_timesteps}"
-    if not 0.0 < args.line_search_factor < 1.0:
-        return f"--line-search-factor must be in (0, 1), got {args.line_search_factor}"
-    if not 0.0 < args.top_k_frac <= 1.0:
-        return f"--top-k-frac must be in (0, 1], got {args.top_k_frac}"
     if args.model == "forward" and args.bt_model == "random":
         return "--bt-model random is App. F's untrained backtracking model; it does not apply to --model forward"
     try:
