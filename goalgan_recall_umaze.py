@@ -118,6 +118,10 @@ class Args:
     """spacing of the grid of feasible goals the coverage is measured on"""
     coverage_episodes: int = 2
     """episodes of the policy (sampled as it acts) on each grid goal"""
+    checkpoint_every: int = 0
+    """Goal GAN iterations between checkpoints of the whole run (runs/<run>/checkpoint.pt, written atomically); 0: none"""
+    resume: str | None = None
+    """a run directory (runs/<run>) to continue from its checkpoint, given the flags it was started with"""
 
     # recall traces
     recall: bool = True
@@ -147,7 +151,7 @@ def check_args(args: Args):
     """One clear line for each kind of bad input, before anything is built (the env is made once to look at it)."""
     inf = float("inf")
     bounds = [  # the flags, the test each value must pass, and what the test asks for
-        ("seed num_old_goals gan_steps bt_updates imitation_updates", lambda x: x >= 0, ">= 0"),
+        ("seed num_old_goals gan_steps bt_updates imitation_updates checkpoint_every", lambda x: x >= 0, ">= 0"),
         ("total_timesteps trace_len num_traces num_envs num_new_goals episodes_per_goal", lambda x: x >= 1, ">= 1"),
         ("inner_iters gan_noise_dim gan_d_steps gan_batch_size init_episodes cg_iters", lambda x: x >= 1, ">= 1"),
         ("line_search_tries vf_epochs vf_minibatch_size coverage_every coverage_episodes", lambda x: x >= 1, ">= 1"),
@@ -569,6 +573,37 @@ def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_
     return stats, (trace_states, trace_actions)
 
 
+# Checkpoints: everything a run needs to go on as if it had never stopped
+RUN_CONTROL = ("checkpoint_every", "resume")  # the flags that may differ between a run and its resumption
+
+
+def save_checkpoint(run_dir, state):
+    """Write runs/<run>/checkpoint.pt atomically: a run killed while writing keeps its last good checkpoint."""
+    torch.save(state, f"{run_dir}/checkpoint.pt.tmp")
+    os.replace(f"{run_dir}/checkpoint.pt.tmp", f"{run_dir}/checkpoint.pt")
+
+
+def load_checkpoint(args):
+    """The checkpoint of the run directory --resume names, and None; or None and one line saying why it cannot go on."""
+    path = os.path.join(args.resume, "checkpoint.pt")
+    if not os.path.isfile(path):
+        return None, f"--resume {args.resume}: no checkpoint.pt there"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # the run's own file, numpy states in it
+        missing = {"args", "nets", "optimizers", "bt_buffer", "old_goals", "policy_mark", "counters", "rng"} - set(state)
+    except Exception as e:  # a partial or corrupt file: torch names what it could not read
+        return None, f"--resume {args.resume}: checkpoint.pt cannot be read ({type(e).__name__}: {e})".splitlines()[0]
+    if missing:
+        return None, f"--resume {args.resume}: checkpoint.pt lacks {', '.join(sorted(missing))}"
+    given = {k: v for k, v in vars(args).items() if k not in RUN_CONTROL}
+    changed = [
+        f"--{k.replace('_', '-')} {state['args'].get(k)} (given {v})" for k, v in given.items() if state["args"].get(k) != v
+    ]
+    if changed:
+        return None, f"--resume {args.resume} was started with " + ", ".join(changed)
+    return state, None
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.trace_len is None:  # App. D: traces of 20 steps for the point mass, 50 for the Ant
@@ -580,18 +615,23 @@ if __name__ == "__main__":
             import moviepy  # noqa: F401
         except ImportError:
             sys.exit("error: --capture-video needs moviepy: pip install -r requirements-extra.txt")
+    checkpoint, error = load_checkpoint(args) if args.resume else (None, None)
+    if error is not None:
+        sys.exit(f"error: {error}")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.normpath(args.resume) if checkpoint else f"runs/{run_name}"  # a resumed run logs where it began
     try:  # the log directory, before anything is spent: a file in its way gives one line, not a traceback
-        os.makedirs(f"runs/{run_name}", exist_ok=True)
+        os.makedirs(run_dir, exist_ok=True)
     except OSError as e:
-        sys.exit(f"error: cannot write the logs to runs/{run_name}: {e.strerror}")
+        sys.exit(f"error: cannot write the logs to {run_dir}: {e.strerror}")
     if args.track:
         try:
             import wandb
         except ImportError:
             sys.exit("error: --track needs wandb: pip install -r requirements-extra.txt")
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
+    # a resumed run drops what was logged after its checkpoint's last step; that is logged again
+    writer = SummaryWriter(run_dir, purge_step=checkpoint["counters"]["global_step"] + 1 if checkpoint else None)
     writer.add_text(
         "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
     )
@@ -656,17 +696,57 @@ if __name__ == "__main__":
         print(f"iteration={iteration} global_step={global_step} coverage={success.mean():.2f}")
         return success, heatmap
 
+    nets = dict(policy=policy, value_net=value_net, obs_normaliser=obs_normaliser, gan=gan, bt_model=bt_model)
+    optimizers = dict(vf=vf_optimizer, imitation=imitation_optimizer, d=d_optimizer, g=g_optimizer, bt=bt_optimizer)
+
+    def run_state():
+        """Everything the run needs to go on (the RNG of each env too: it draws the Ant's start and decoded poses)."""
+        rngs = dict(python=random.getstate(), numpy=np.random.get_state(), rng=rng.bit_generator.state)
+        rngs.update(torch=torch.get_rng_state(), envs=[env.unwrapped.np_random.bit_generator.state for env in env_list])
+        rngs.update(cuda=torch.cuda.get_rng_state_all() if device.type == "cuda" else [])
+        return {
+            "args": {k: v for k, v in vars(args).items() if k not in RUN_CONTROL},
+            "nets": {name: net.state_dict() for name, net in nets.items()},
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
+            "bt_buffer": dict(data=bt_buffer.data, pos=bt_buffer.pos, size=bt_buffer.size),
+            "old_goals": old_goals,
+            "policy_mark": policy_mark,
+            "counters": dict(global_step=global_step, iteration=iteration, elapsed=time.time() - start_time),
+            "rng": rngs,
+        }
+
     global_step, start_time, iteration = 0, time.time(), 0
     policy_mark = parameters_to_vector(policy.parameters()).detach()  # the policy after the last recall phase
     old_goals = np.zeros((0, 2))
+    gan_schedule = (args.gan_steps, args.gan_d_steps, args.gan_batch_size)
     try:
-        # Goal GAN's initialisation: the GAN learns the positions the initial policy visits, all labelled good
-        init = run_episodes(env_list, act, np.stack([maze.sample_goal() for _ in range(args.init_episodes)]), max_steps)
-        global_step += int(init["valid"].sum())
-        visited = to_tensor(init["next_states"][init["valid"] == 1][:, :2])
-        gan_schedule = (args.gan_steps, args.gan_d_steps, args.gan_batch_size)
-        train_gan(gan, d_optimizer, g_optimizer, visited, torch.ones(len(visited), device=device), *gan_schedule)
-        initial = evaluate_coverage(0)
+        if checkpoint:  # go on from the end of the Goal GAN iteration the checkpoint was written at
+            for name, net in nets.items():
+                net.load_state_dict(checkpoint["nets"][name])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(checkpoint["optimizers"][name])
+            bt_buffer.data = {key: x.to(device) for key, x in checkpoint["bt_buffer"]["data"].items()}
+            bt_buffer.pos, bt_buffer.size = checkpoint["bt_buffer"]["pos"], checkpoint["bt_buffer"]["size"]
+            old_goals, policy_mark = checkpoint["old_goals"], checkpoint["policy_mark"].to(device)
+            global_step, iteration = checkpoint["counters"]["global_step"], checkpoint["counters"]["iteration"]
+            start_time -= checkpoint["counters"]["elapsed"]
+            rngs = checkpoint["rng"]
+            random.setstate(rngs["python"])
+            np.random.set_state(rngs["numpy"])
+            rng.bit_generator.state = rngs["rng"]
+            torch.set_rng_state(rngs["torch"])
+            if device.type == "cuda" and rngs["cuda"]:
+                torch.cuda.set_rng_state_all(rngs["cuda"])
+            for env, state in zip(env_list, rngs["envs"], strict=True):
+                env.unwrapped.np_random.bit_generator.state = state
+            print(f"resumed {run_dir} at iteration={iteration} global_step={global_step}")
+        else:  # Goal GAN's initialisation: the GAN learns the positions the initial policy visits, all labelled good
+            goals = np.stack([maze.sample_goal() for _ in range(args.init_episodes)])
+            init = run_episodes(env_list, act, goals, max_steps)
+            global_step += int(init["valid"].sum())
+            visited = to_tensor(init["next_states"][init["valid"] == 1][:, :2])
+            train_gan(gan, d_optimizer, g_optimizer, visited, torch.ones(len(visited), device=device), *gan_schedule)
+            initial = evaluate_coverage(0)
 
         while global_step < args.total_timesteps:
             iteration += 1
@@ -762,20 +842,21 @@ if __name__ == "__main__":
                 writer.add_scalar(tag, value, global_step)
             if iteration % args.coverage_every == 0 and global_step < args.total_timesteps:  # the last one follows
                 evaluate_coverage(iteration)
+            if args.checkpoint_every and iteration % args.checkpoint_every == 0:
+                save_checkpoint(run_dir, run_state())
 
         # the end: coverage of the final policy, its return over the grid goals, the heatmap as a PNG
         success, heatmap = evaluate_coverage(iteration) if iteration else initial  # no iteration ran: no new policy
         writer.add_scalar("eval/episodic_return", success.mean(), global_step)  # reward 1 on reaching the goal
-        Image.fromarray(heatmap).save(f"runs/{run_name}/coverage.png")
+        Image.fromarray(heatmap).save(f"{run_dir}/coverage.png")
     except KeyboardInterrupt:
-        print(f"interrupted at global_step={global_step}; the logs in runs/{run_name} are kept")
+        print(f"interrupted at global_step={global_step}; the logs in {run_dir} are kept")
     finally:  # Ctrl-C included: keep the logs, and the checkpoint when asked for
         if args.save_model:
-            model_path = f"runs/{run_name}/{args.exp_name}.pt"
-            nets = dict(policy=policy, value_net=value_net, obs_normaliser=obs_normaliser, gan=gan, bt_model=bt_model)
+            model_path = f"{run_dir}/{args.exp_name}.pt"
             torch.save({**{name: net.state_dict() for name, net in nets.items()}, "args": vars(args)}, model_path)
             print(f"model saved to {model_path}")
         for env in env_list:
             env.close()
         writer.close()
-        print(f"logs: runs/{run_name} (tensorboard --logdir runs)")
+        print(f"logs: {run_dir} (tensorboard --logdir {os.path.dirname(run_dir) or '.'})")

@@ -9,17 +9,21 @@ Every run is the script started as a user would start it: a subprocess with one 
 directory. Its TensorBoard scalars are read back, summarised and downsampled into one small file,
 results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.py), written by this process. A run
 whose file exists at the same budget is skipped, so an experiment fills up piece by piece across sessions and
-machines (a file of another budget is never overwritten); Ctrl-C loses only the runs in flight. A run that another
+machines (a file of another budget is never overwritten); Ctrl-C loses only the runs in flight, and of a script that
+checkpoints (Goal GAN) not even those: such a run works in results/<experiment>/partial/<file name>/, checkpoints
+every Goal GAN iteration and resumes there on the next start (locally; a Ray task starts again). A run that another
 experiment already made (the same script and arguments, defaults filled in, and the same metric and threshold, so
 the same summary) is copied from that experiment's folder instead of run again, its identity naming this experiment
 and the file it came from (`reused_from`). With Ray, each run is one task with num_cpus=1 that returns its file's
 text to this driver: the nodes of a cluster need the project's requirements, not a shared file system.
 """
 
+import contextlib
 import functools
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,10 +102,12 @@ def git_commit(root):
         return "unknown"
 
 
-def run_one(identity, metric, threshold, threshold_episodes, root=None, running=None):
+def run_one(identity, metric, threshold, threshold_episodes, root=None, running=None, workdir=None):
     """Run one script to the end in a temporary directory and return its result file's text, or raise with the
     end of its stderr. `root`: the project's folder (None: the working directory, as on a Ray node); `running`:
-    where the subprocess is registered while it runs. Imports here: on a Ray node this is all that travels."""
+    where the subprocess is registered while it runs; `workdir`: a folder kept until the run ends instead, where it
+    writes a checkpoint every Goal GAN iteration and from whose checkpoint it resumes when one is there. Imports
+    here: on a Ray node this is all that travels."""
     root = Path(root) if root else Path.cwd()
     sys.path.insert(0, str(root / "benchmark"))
     from experiments import KEPT_TAGS
@@ -110,7 +116,14 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
 
     command = [sys.executable, str(root / identity["script"]), *identity["flags"]]
     start = time.time()
-    with tempfile.TemporaryDirectory() as cwd:
+    with contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory() as cwd:
+        if workdir:
+            command += ["--checkpoint-every", "1"]
+            if checkpoints := sorted(Path(cwd).glob("runs/*/checkpoint.pt")):
+                command += ["--resume", str(checkpoints[-1].parent.relative_to(cwd))]
+            else:  # killed before its first checkpoint: start again
+                shutil.rmtree(Path(cwd) / "runs", ignore_errors=True)
+                Path(cwd).mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         proc = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -129,6 +142,10 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
             if tag.startswith(KEPT_TAGS):
                 scalars = events.Scalars(tag)
                 series[tag] = ([e.step for e in scalars], [e.value for e in scalars])
+    if workdir:  # read back: the run is in memory, its checkpoint no longer needed
+        shutil.rmtree(workdir)
+        if not any(workdir.parent.iterdir()):
+            workdir.parent.rmdir()
     summary = {**summarise(series, metric, threshold, threshold_episodes), "wall_time_s": round(time.time() - start, 1)}
     return to_text({**identity, "summary": summary}, series)
 
@@ -187,8 +204,8 @@ METHOD_ARGS = {
 def acting(script, args):
     """The arguments that act: with the method's switch off (--no-recall, --no-per), its own arguments are dropped,
     so that a plain run does not go stale when a default of the method changes; so is an argument the script no
-    longer has (a file's record of a flag since removed)."""
-    names = {field.name for field in fields(args_class(script))}
+    longer has (a file's record of a flag since removed), and one that changes no number (its RUN_CONTROL)."""
+    names = {field.name for field in fields(args_class(script))} - set(getattr(script_module(script), "RUN_CONTROL", ()))
     switch, method = METHOD_ARGS[script]
     off = set(method.split()) if args.get(switch) is False else set()
     return {k: v for k, v in args.items() if k in names and k not in off}
@@ -281,10 +298,19 @@ def check(args):
     return None
 
 
+def partial_dir(script, path):
+    """Where a run of a script that checkpoints keeps its run directory (committed with results/, so that another
+    machine resumes it) until its result file is written; None for the other scripts."""
+    if "checkpoint_every" in {field.name for field in fields(args_class(script))}:
+        return path.parent / "partial" / path.name.removesuffix(".csv.gz")
+    return None
+
+
 def run_local(todo, exp, workers, done_callback):
     pool, running = ThreadPoolExecutor(workers), Running()
+    summary = (exp.metric, exp.threshold, exp.threshold_episodes)
     futures = {
-        pool.submit(run_one, identity, exp.metric, exp.threshold, exp.threshold_episodes, ROOT, running): path
+        pool.submit(run_one, identity, *summary, ROOT, running, partial_dir(identity["script"], path)): path
         for identity, path in todo
     }
     try:
@@ -392,7 +418,8 @@ if __name__ == "__main__":
             run_ray(todo, exp, args.workers, args.ray_address, done)
     except KeyboardInterrupt:
         progress.close()
-        sys.exit(f"interrupted: {progress.n} of {len(todo)} runs written, the runs in flight are lost")
+        kept = " (Goal GAN's resume from their checkpoints in partial/)" if args.backend == "local" else ""
+        sys.exit(f"interrupted: {progress.n} of {len(todo)} runs written; the runs in flight are lost{kept}")
     progress.close()
     if failures:
         sys.exit(f"error: {len(failures)} runs failed: {', '.join(failures)}")

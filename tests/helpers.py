@@ -5,6 +5,7 @@ import os
 import runpy
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,20 @@ def run_script(script, cwd, *flags, timeout=600):
     command = [sys.executable, str(ROOT / script), *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def kill_after(script, cwd, path_glob, *flags):
+    """Start ROOT/script as run_script does, kill it (SIGKILL: no handler runs) once a file matching path_glob exists
+    under cwd, and return whether it was still running then."""
+    command = [sys.executable, str(ROOT / script), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not list(Path(cwd).glob(path_glob)) and proc.poll() is None:
+        time.sleep(0.02)
+    running = proc.poll() is None
+    proc.kill()
+    proc.wait()
+    return running
 
 
 def run_in_process(script, cwd, *flags):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, kill_after
 
 sys.path.insert(0, str(ROOT / "benchmark"))
 from experiments import EXPERIMENTS, Experiment, Setting  # noqa: E402
 from plot import bootstrap_ci, diagnostics, final_values, prob_greater  # noqa: E402
 from report import verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
+from run import partial_dir, run_one  # noqa: E402
 
 # two settings of the four-room experiment on the 7x7 grid, two seeds, 2048 steps: four runs of a few seconds
 TINY = ["fig2_fourroom", "--env-ids", "7", "--settings", "ac", "true-learned", "--seeds", "1", "2"]
@@ -474,3 +475,28 @@ def test_every_setting_of_every_experiment_passes_its_scripts_checks():
             for setting in exp.settings:
                 script, flags = exp.command(env_id, setting, exp.seeds[0])
                 assert invalid_run(script, flags) is None, (name, env_id, setting)
+
+
+def test_a_goal_gan_run_killed_in_the_runner_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """The runner keeps a Goal GAN run in results/<experiment>/partial/<file name>/ with a checkpoint every
+    iteration; started again after the run was killed, it resumes it from there, and clears the folder once the run
+    is read back. The flags of the result's identity are the run's own, never the checkpoint's."""
+    from test_goalgan_recall_umaze import RESUMABLE
+
+    script, flags = "goalgan_recall_umaze.py", RESUMABLE[: RESUMABLE.index("--checkpoint-every")]
+    path = tmp_path / "res" / "fig11_goalgan_point" / "PointUMaze-v0__recall__1.csv.gz"
+    workdir = partial_dir(script, path)
+    assert workdir == path.parent / "partial" / "PointUMaze-v0__recall__1"
+    workdir.mkdir(parents=True)
+    assert kill_after(script, workdir, "runs/*/checkpoint.pt", *flags, "--checkpoint-every", "1")
+    (killed,) = (workdir / "runs").iterdir()
+    commands, popen = [], subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kw: commands.append(command) or popen(command, **kw))
+    identity = {"experiment": "fig11_goalgan_point", "script": script, "flags": flags, "seed": 1}
+    text = run_one(identity, "charts/coverage", None, 0, ROOT, None, workdir)
+    assert commands[0][-4:] == ["--checkpoint-every", "1", "--resume", f"runs/{killed.name}"]
+    assert not workdir.parent.exists()  # the run's folder, and partial/ once empty, are gone
+    write(path, text)
+    identity, series = read(path)
+    assert identity["flags"] == flags and series["charts/iteration"][0][-1] > 6000
+    assert partial_dir("trpo_recall_mujoco.py", path) is None  # a script without checkpoints runs in a temporary folder

@@ -31,6 +31,7 @@ from helpers import (
     assert_refused,
     assert_same_seed_same_numbers,
     assert_trace_guard_holds,
+    kill_after,
     refusal,
     run_script,
     scalars,
@@ -321,3 +322,68 @@ def test_goal_gan_widens_the_coverage(tmp_path):
     logged = scalars(tmp_path)[2]
     assert logged["charts/iteration"][-1] == 3
     assert logged["charts/coverage"][0] <= 0.2 and logged["charts/coverage"][-1] >= 0.3
+
+
+RESUMABLE = [*SMOKE, "--total-timesteps", "6000", "--num-new-goals", "10", "--num-old-goals", "5"]
+RESUMABLE += ["--recall", "--checkpoint-every", "1"]
+
+
+def logged_by_step(cwd):
+    """{tag: [(step, value)]} of every scalar but the wall-clock SPS."""
+    events = scalars(cwd)[1]
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"] if tag != "charts/SPS"}
+
+
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
+    """Killed after its first checkpoint and resumed with --resume, a run takes the same env steps and logs the same
+    values at the same steps as the run that was never stopped (what the killed run logged after its checkpoint is
+    dropped and logged again)."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    assert kill_after(SCRIPT, killed, "runs/*/checkpoint.pt", *RESUMABLE), "it ended before the kill: a longer budget"
+    (run_dir,) = (killed / "runs").iterdir()
+    resumed = run_goalgan(killed, *RESUMABLE, "--resume", f"runs/{run_dir.name}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed runs/" in resumed.stdout
+    assert run_goalgan(whole, *RESUMABLE).returncode == 0
+    after, before = logged_by_step(killed), logged_by_step(whole)
+    assert after.keys() == before.keys()
+    for tag in before:
+        assert after[tag] == before[tag], tag
+    assert after["charts/iteration"][-1][0] == before["charts/iteration"][-1][0] > 6000
+
+
+def started_with(**changes):
+    """The arguments a checkpoint records for a default run (the trace length filled in), changed as asked."""
+    recorded = {k: v for k, v in vars(Args()).items() if k not in ("checkpoint_every", "resume")}
+    return {**recorded, "trace_len": 20, **changes}
+
+
+WHOLE = dict(nets={}, optimizers={}, bt_buffer={}, old_goals=None, policy_mark=None, counters={}, rng={})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "--resume old: no checkpoint.pt there"),
+        (b"not a checkpoint", "--resume old: checkpoint.pt cannot be read"),
+        ("cut", "--resume old: checkpoint.pt cannot be read"),  # a partial write: the first half of a real file
+        ({"args": started_with(), "nets": {}}, "--resume old: checkpoint.pt lacks bt_buffer, counters, old_goals"),
+        ({**WHOLE, "args": started_with(seed=2)}, "--resume old was started with --seed 2 (given 1)"),
+    ],
+    ids=["missing", "garbage", "partial", "incomplete", "other flags"],
+)
+def test_a_checkpoint_that_cannot_go_on_is_refused_with_one_line(tmp_path, content, message):
+    (tmp_path / "old").mkdir()
+    path = tmp_path / "old" / "checkpoint.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "cut":
+        torch.save({**WHOLE, "args": started_with(), "policy": torch.zeros(10_000)}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content is not None:
+        torch.save(content, path)
+    result = refusal(SCRIPT, tmp_path, "--resume", "old")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.stderr
