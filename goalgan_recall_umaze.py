@@ -27,7 +27,7 @@ from PIL import Image  # installed with gymnasium[mujoco] (imageio), used by ten
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.tensorboard import SummaryWriter
 
-import envs  # noqa: F401  (registers PointUMaze-v0 and AntUMaze-v0)
+import envs  # noqa: F401  (registers PointUMaze-v0 and AntUMaze-v1)
 from envs.umaze import UMazeEnv, goal_success_rates, run_episodes
 
 
@@ -53,7 +53,7 @@ class Args:
 
     # environment
     env_id: str = "PointUMaze-v0"
-    """PointUMaze-v0 or AntUMaze-v0 (envs/umaze.py)"""
+    """PointUMaze-v0 or AntUMaze-v1 (envs/umaze.py; AntUMaze-v0 is the Ant with gymnasium's physics)"""
     num_envs: int = 100
     """environments stepped together; the episodes of an iteration run num_envs at a time"""
 
@@ -174,7 +174,7 @@ def check_args(args: Args):
         return f"--env-id {args.env_id!r} cannot be made: {e}"
     env.close()
     if not isinstance(env.unwrapped, UMazeEnv):
-        return f"{args.env_id} is not a U-Maze env; this script needs PointUMaze-v0 or AntUMaze-v0"
+        return f"{args.env_id} is not a U-Maze env; this script needs PointUMaze-v0 or AntUMaze-v1"
     if len(env.unwrapped.feasible_goals(args.coverage_spacing)) == 0:
         return f"--coverage-spacing {args.coverage_spacing} puts no feasible goal of {args.env_id} on the grid"
     return None
@@ -225,16 +225,17 @@ def label_goals(successes, r_min, r_max):
     return ((rate >= r_min) & (rate <= r_max)).astype(np.float32)
 
 
-def lsgan_losses(gan, goals, labels, n_fake, a=-1.0, b=1.0, c=0.0):
-    """Goal GAN's LSGAN objectives (Florensa et al. 2018, Eq. 5-6), with its a = -1, b = 1, c = 0:
-    D: min y (D(g) - b)^2 + (1 - y)(D(g) - a)^2 over the labelled goals + (D(G(z)) - a)^2 over generated ones;
-    G: min (D(G(z)) - c)^2. Returns (discriminator loss with G(z) detached, generator loss)."""
-    fake = gan.generate(n_fake)
+def discriminator_loss(gan, goals, labels, fake, a=-1.0, b=1.0):
+    """Goal GAN's LSGAN objective of D (Florensa et al. 2018, Eq. 5, with its a = -1, b = 1):
+    y (D(g) - b)^2 + (1 - y)(D(g) - a)^2 over the labelled goals + (D(G(z)) - a)^2 over the generated ones."""
     real_score = gan.score(goals)
     d_loss = (labels * (real_score - b) ** 2 + (1 - labels) * (real_score - a) ** 2).mean()
-    d_loss = d_loss + ((gan.score(fake.detach()) - a) ** 2).mean()
-    g_loss = ((gan.score(fake) - c) ** 2).mean()
-    return d_loss, g_loss
+    return d_loss + ((gan.score(fake) - a) ** 2).mean()
+
+
+def generator_loss(gan, fake, c=0.0):
+    """Goal GAN's LSGAN objective of G (Eq. 6, with its c = 0): (D(G(z)) - c)^2."""
+    return ((gan.score(fake) - c) ** 2).mean()
 
 
 def train_gan(gan, d_optimizer, g_optimizer, goals, labels, steps, d_steps, batch_size):
@@ -244,11 +245,13 @@ def train_gan(gan, d_optimizer, g_optimizer, goals, labels, steps, d_steps, batc
     for _ in range(steps):
         for _ in range(d_steps):
             mb = torch.randint(len(goals), (batch_size,), device=goals.device)
-            d_loss, _ = lsgan_losses(gan, goals[mb], labels[mb], batch_size)
+            with torch.no_grad():
+                fake = gan.generate(batch_size)
+            d_loss = discriminator_loss(gan, goals[mb], labels[mb], fake)
             d_optimizer.zero_grad()
             d_loss.backward()
             d_optimizer.step()
-        _, g_loss = lsgan_losses(gan, goals[mb], labels[mb], batch_size)
+        g_loss = generator_loss(gan, gan.generate(batch_size))
         g_optimizer.zero_grad()
         g_loss.backward()
         g_optimizer.step()

@@ -237,7 +237,7 @@ EXPERIMENTS = {
     # 275 without recall (a cluster's experiment: see docs/reproduction.md, "Not measured here")
     "fig5_goalgan_ant": Experiment(
         GOALGAN,
-        ("AntUMaze-v0",),
+        ("AntUMaze-v1",),
         GOALGAN_VS_RECALL,
         "goalgan",
         EVAL_SEEDS,

@@ -240,7 +240,7 @@ def test_a_recall_phase_at_imitation_lr_0_leaves_the_policy_alone():
 def test_one_recall_phase_on_the_ant_decoder():
     """The Ant's goals decode into full Ant states (29 numbers, the robot at the goal); one recall phase with App.
     D's traces of 50 runs on them, stays finite, and moves the policy."""
-    learner, _, phase = recall_setup("AntUMaze-v0", 0.01 * torch.ones(29), trace_len=50, num_traces=8, bt_updates=5)
+    learner, _, phase = recall_setup("AntUMaze-v1", 0.01 * torch.ones(29), trace_len=50, num_traces=8, bt_updates=5)
     stats, (states, actions, goals) = phase(policy_optimizer(learner))
     assert states.shape == (50, 8, 29) and actions.shape == (50, 8, 8) and goals.shape == (8, 2)
     assert all(torch.isfinite(v).all() for v in stats.values())
@@ -254,7 +254,7 @@ def test_one_recall_phase_on_the_ant_decoder():
         (["--env-id", "NoSuchEnv-v0"], "--env-id 'NoSuchEnv-v0' cannot be made"),
         (["--trace-len", "0"], "--trace-len must be >= 1"),
         (["--r-min", "0.9", "--r-max", "0.1"], "--r-min and --r-max need 0 <= r_min < r_max <= 1"),
-        (["--env-id", "AntUMaze-v0", "--coverage-spacing", "2"], "--coverage-spacing 2.0 puts no feasible goal"),
+        (["--env-id", "AntUMaze-v1", "--coverage-spacing", "2"], "--coverage-spacing 2.0 puts no feasible goal"),
         (["--seed", "-5"], "--seed must be >= 0"),
         (["--imitation-lr", "-1"], "--imitation-lr must be finite and >= 0"),
         (["--gan-lr", "0"], "--gan-lr must be finite and > 0"),
@@ -276,7 +276,7 @@ RECALL_TAGS += ["recall/trace_clamped_frac", "recall/buffer_size", "recall/step_
 
 @pytest.mark.parametrize(
     "env_id, trace_len, recall",
-    [("PointUMaze-v0", 20, "--recall"), ("PointUMaze-v0", 20, "--no-recall"), ("AntUMaze-v0", 50, "--recall")],
+    [("PointUMaze-v0", 20, "--recall"), ("PointUMaze-v0", 20, "--no-recall"), ("AntUMaze-v1", 50, "--recall")],
 )
 def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
     """One Goal GAN iteration of both variants on the point mass, and the Ant script end to end. The point mass
@@ -285,6 +285,7 @@ def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
     flags = [*SMOKE, "--env-id", env_id, recall, "--save-model"]
     if env_id.startswith("Ant"):  # an Ant step costs 20 point-mass steps: fewer, shorter-lived goals
         flags += ["--num-new-goals", "4", "--num-old-goals", "0", "--init-episodes", "2", "--inner-iters", "2"]
+        flags += ["--total-timesteps", "1001"]  # the Ant's short episodes: one iteration after the initialisation
     result = run_goalgan(tmp_path, *flags)
     assert result.returncode == 0, result.stderr
     run_dir, events, logged = scalars(tmp_path)

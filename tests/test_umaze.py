@@ -1,6 +1,7 @@
 """envs/umaze.py: the map, walls that hold, success within goal_eps, the decoder, the env checker, seeding."""
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -52,7 +53,7 @@ def test_the_point_mass_cannot_cross_a_wall(direction):
 
 
 def test_success_exactly_within_goal_eps():
-    assert gym.make("AntUMaze-v0").unwrapped.goal_eps == 1.0
+    assert gym.make("AntUMaze-v1").unwrapped.goal_eps == 1.0
     env = make_point()
     assert env.goal_eps == 0.3
     np.testing.assert_array_equal(env.compute_reward(np.zeros((3, 2)), [[0.29, 0], [0, 0.31], [0.2, 0.2]], None), [1, 0, 1])
@@ -62,7 +63,7 @@ def test_success_exactly_within_goal_eps():
         assert (reward, terminated, info["is_success"], truncated) == (float(success), success, success, False)
 
 
-@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v1"])
 def test_the_decoder_puts_the_robot_where_asked(env_id):
     env = gym.make(env_id).unwrapped
     env.reset(seed=0)
@@ -71,7 +72,7 @@ def test_the_decoder_puts_the_robot_where_asked(env_id):
         obs, _ = env.reset(options={"start": xy})
         np.testing.assert_allclose(obs["achieved_goal"], xy)
         assert env.observation_space.contains(obs) and np.all(obs["observation"][env.model.nq :] == 0)  # at rest
-    if env_id == "AntUMaze-v0":  # upright (a unit quaternion about z), each joint within its range, random
+    if env_id == "AntUMaze-v1":  # upright (a unit quaternion about z), each joint within its range, random
         np.testing.assert_allclose(np.linalg.norm(state[3:7]), 1.0)
         assert state[4] == state[5] == 0.0 and state[2] == env.init_qpos[2]
         angles = state[7 : env.model.nq]
@@ -81,7 +82,7 @@ def test_the_decoder_puts_the_robot_where_asked(env_id):
         np.testing.assert_array_equal(state, [*xy, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v1"])
 def test_the_env_checker_passes_and_renders_headless(env_id):
     env = gym.make(env_id).unwrapped
     check_env(env)
@@ -91,7 +92,7 @@ def test_the_env_checker_passes_and_renders_headless(env_id):
     assert (image == (220, 50, 40)).all(-1).any() and (image == (60, 180, 75)).all(-1).any()  # robot and goal drawn
 
 
-@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v0"])
+@pytest.mark.parametrize("env_id", ["PointUMaze-v0", "AntUMaze-v1"])
 def test_seeding_reproduces_a_rollout(env_id):
     rollouts = []
     for _ in range(2):
@@ -104,3 +105,19 @@ def test_seeding_reproduces_a_rollout(env_id):
             trajectory.append(obs["observation"])
         rollouts.append(np.concatenate(trajectory))
     np.testing.assert_array_equal(rollouts[0], rollouts[1])
+
+
+def test_the_ant_steps_as_goal_gans_and_v0_as_gymnasiums():
+    """AntUMaze-v1: one RK4 step of 0.02 s an action (Goal GAN's Ant, rllab's ant.xml); AntUMaze-v0: gymnasium's
+    five of 0.01 s. The same 500-step limit, goal tolerance and maze."""
+    v1, v0 = gym.make("AntUMaze-v1"), gym.make("AntUMaze-v0")
+    for env, timestep, frame_skip in ((v1, 0.02, 1), (v0, 0.01, 5)):
+        model = env.unwrapped.model
+        assert (model.opt.timestep, env.unwrapped.frame_skip) == (timestep, frame_skip)
+        assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4 and env.spec.max_episode_steps == 500
+    for env in (v1, v0):
+        env.reset(seed=0)
+        env.unwrapped.data.qvel[0] = 1.0  # sliding along x at 1 unit/s: a step moves it about 0.02 (v1) or 0.05 (v0)
+    x0 = [env.unwrapped.data.qpos[0] for env in (v1, v0)]
+    moved = [env.step(np.zeros(8, dtype=np.float32))[0]["achieved_goal"][0] - x for env, x in zip((v1, v0), x0, strict=True)]
+    assert 0.01 < moved[0] < 0.03 and 0.025 < moved[1] < 0.06
