@@ -342,13 +342,17 @@ def mean_kl(old_dist, new_dist):
     return torch.distributions.kl_divergence(old_dist, new_dist).sum(-1).mean()
 
 
-def fisher_vector_product(policy, params, obs, v, damping):
-    """F v + damping v, where F is the Hessian in `params` of the mean KL(pi_old || pi) at pi = pi_old."""
+def fisher_vector_product(policy, params, obs, damping):
+    """v -> F v + damping v, where F is the Hessian in `params` of the mean KL(pi_old || pi) at pi = pi_old, the
+    policy now. The KL's gradient and its graph are built once, for all the products of a TRPO step."""
     with torch.no_grad():
         old_dist = policy(obs)
-    grads = torch.autograd.grad(mean_kl(old_dist, policy(obs)), params, create_graph=True)
-    grad_v = parameters_to_vector(grads) @ v
-    return parameters_to_vector(torch.autograd.grad(grad_v, params)) + damping * v
+    grads = parameters_to_vector(torch.autograd.grad(mean_kl(old_dist, policy(obs)), params, create_graph=True))
+
+    def fvp(v):
+        return parameters_to_vector(torch.autograd.grad(grads @ v, params, retain_graph=True)) + damping * v
+
+    return fvp
 
 
 def line_search(params, evaluate, full_step, max_kl, tries, factor):
@@ -385,9 +389,11 @@ def trpo_step(policy, params, surrogate, obs, args):
     with torch.no_grad():
         old_dist = policy(obs)
     g = parameters_to_vector(torch.autograd.grad(surrogate(), params))
-    step_dir = conjugate_gradient(lambda v: fisher_vector_product(policy, params, obs, v, args.cg_damping), g, args.cg_iters)
-    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
-    shs = 0.5 * step_dir @ fisher_vector_product(policy, params, obs, step_dir, args.cg_damping)
+    fvp = fisher_vector_product(policy, params, obs, args.cg_damping)
+    step_dir = conjugate_gradient(fvp, g, args.cg_iters)
+    shs = (
+        0.5 * step_dir @ fvp(step_dir)
+    )  # the largest step along step_dir with 0.5 s^T F s = max_kl (the KL's quadratic model)
     full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
 
     def evaluate():
