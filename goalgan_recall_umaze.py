@@ -717,7 +717,9 @@ if __name__ == "__main__":
             "args": {k: v for k, v in vars(args).items() if k not in RUN_CONTROL},
             "nets": {name: net.state_dict() for name, net in nets.items()},
             "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-            "bt_buffer": dict(data=bt_buffer.data, pos=bt_buffer.pos, size=bt_buffer.size),
+            "bt_buffer": dict(
+                data={k: x.clone() for k, x in bt_buffer.contents().items()}, pos=bt_buffer.pos, size=bt_buffer.size
+            ),
             "old_goals": old_goals,
             "policy_mark": policy_mark,
             "counters": dict(global_step=global_step, iteration=iteration, elapsed=time.time() - start_time),
@@ -734,7 +736,8 @@ if __name__ == "__main__":
                 net.load_state_dict(checkpoint["nets"][name])
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(checkpoint["optimizers"][name])
-            bt_buffer.data = {key: x.to(device) for key, x in checkpoint["bt_buffer"]["data"].items()}
+            for key, x in checkpoint["bt_buffer"]["data"].items():  # its filled part: a run without recall saves none
+                bt_buffer.data[key][: len(x)] = x.to(device)
             bt_buffer.pos, bt_buffer.size = checkpoint["bt_buffer"]["pos"], checkpoint["bt_buffer"]["size"]
             old_goals, policy_mark = checkpoint["old_goals"], checkpoint["policy_mark"].to(device)
             global_step, iteration = checkpoint["counters"]["global_step"], checkpoint["counters"]["iteration"]
