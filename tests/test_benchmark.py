@@ -500,3 +500,15 @@ def test_a_goal_gan_run_killed_in_the_runner_resumes_from_its_checkpoint(tmp_pat
     identity, series = read(path)
     assert identity["flags"] == flags and series["charts/iteration"][0][-1] > 6000
     assert partial_dir("trpo_recall_mujoco.py", path) is None  # a script without checkpoints runs in a temporary folder
+
+
+def test_coverage_by_iteration_pairs_each_coverage_with_its_iteration(tmp_path):
+    """Two seeds: one reaches iteration 2, one only 1; the table has the mean over the seeds at each iteration."""
+    for seed, coverage in ((1, [0.1, 0.3, 0.5]), (2, [0.2, 0.5])):
+        steps = [1000 * (k + 1) for k in range(len(coverage))]
+        series = {"charts/iteration": (steps, list(range(len(coverage)))), "charts/coverage": (steps, coverage)}
+        write(tmp_path / "exp" / f"PointUMaze-v0__goalgan__{seed}.csv.gz", to_text({"seed": seed}, series))
+    result = benchmark("coverage_by_iteration.py", tmp_path, "exp", "--results-dir", ".", "--iterations", "0", "1", "2", "3")
+    assert result.returncode == 0, result.stderr
+    assert "| 0 | 2 | 0.15 | 0.10 | 0.20 |" in result.stdout and "| 1 | 2 | 0.40 | 0.30 | 0.50 |" in result.stdout
+    assert "| 2 | 1 | 0.50 | 0.50 | 0.50 |" in result.stdout and "| 3 | 0 | | | |" in result.stdout
