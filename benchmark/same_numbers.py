@@ -18,6 +18,9 @@ from pathlib import Path
 
 import tyro
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from git_tree import checked_out  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "ac": ["ac_recall_fourroom.py", "--size", "7", "--total-timesteps", "4096", "--num-envs", "4", "--target", "goal"],
@@ -77,18 +80,10 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if unknown := set(args.runs) - set(RUNS):
         sys.exit(f"error: unknown runs {sorted(unknown)}; choose from {', '.join(RUNS)}")
-    with tempfile.TemporaryDirectory() as tree:
-        checkout = subprocess.run(
-            ["git", "worktree", "add", "--detach", tree, args.before], cwd=ROOT, capture_output=True, text=True
-        )
-        if checkout.returncode != 0:
-            sys.exit(f"error: cannot check out {args.before}: {checkout.stderr.strip()}")
-        try:
-            changed = 0
-            for name in args.runs:
-                lines = differences(scalars(tree, name), scalars(ROOT, name))
-                changed += bool(lines)
-                print(f"{name}: " + ("the same to the digit" if not lines else "\n  ".join(["DIFFERENT", *lines])))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
+    with checked_out(args.before) as tree:
+        changed = 0
+        for name in args.runs:
+            lines = differences(scalars(tree, name), scalars(ROOT, name))
+            changed += bool(lines)
+            print(f"{name}: " + ("the same to the digit" if not lines else "\n  ".join(["DIFFERENT", *lines])))
     sys.exit(1 if changed else 0)

@@ -20,6 +20,9 @@ from pathlib import Path
 import tyro
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from git_tree import checked_out  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "goalgan_recall_umaze.py"
 INIT_STEPS = 50 * 500  # the GAN's initialisation: 50 episodes of up to 500 steps; one step more is one iteration
@@ -58,16 +61,8 @@ def iteration_rate(root, env_id, args):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    with tempfile.TemporaryDirectory() as tree:
-        checkout = subprocess.run(
-            ["git", "worktree", "add", "--detach", tree, args.before], cwd=ROOT, capture_output=True, text=True
-        )
-        if checkout.returncode != 0:
-            sys.exit(f"error: cannot check out {args.before}: {checkout.stderr.strip()}")
-        try:
-            rows = [(args.before, args.before_env_id, *iteration_rate(tree, args.before_env_id, args))]
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
+    with checked_out(args.before) as tree:
+        rows = [(args.before, args.before_env_id, *iteration_rate(tree, args.before_env_id, args))]
     rows.append(("working tree", args.env_id, *iteration_rate(ROOT, args.env_id, args)))
     setting, switch = ("Goal GAN + recall traces", "--recall") if args.recall else ("Goal GAN", "--no-recall")
     print(f"python {SCRIPT} --env-id ENV_ID --seed {args.seed} --total-timesteps {INIT_STEPS + 1} {switch}")
