@@ -388,20 +388,6 @@ def budget_text(exp):
     return f"{exp.budget:,}" if isinstance(exp.budget, int) else ", ".join(f"{e}: {exp.steps(e):,}" for e in exp.env_ids)
 
 
-def commands(rows):
-    """The runner's command of every experiment in the table, with its seeds and budget."""
-    lines, seen = [], set()
-    for r in rows:
-        name, exp = r["claim"].experiment, r["exp"]
-        if name in seen:
-            continue
-        seen.add(name)
-        seeds = f"{exp.seeds[0]}-{exp.seeds[-1]}" if len(exp.seeds) > 1 else str(exp.seeds[0])
-        lines.append(f"- `python benchmark/run.py {name}` then `python benchmark/plot.py {name}`: seeds {seeds}, "
-                     f"env steps {budget_text(exp)}, settings {', '.join(f'`{s}`' for s in exp.settings)}")  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
 if __name__ == "__main__":
     args = tyro.cli(Args)
     figures = args.out.parent / "figures"
@@ -409,7 +395,7 @@ if __name__ == "__main__":
     plotted = {name for name in EXPERIMENTS if make(name, args.results_dir, figures) is not None}
     all_rows = rows(args.results_dir, plotted)
     figure(all_rows, figures / "reproduction.png")
-    text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows)).replace("{{COMMANDS}}", commands(all_rows))
+    text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows))
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{TUNING}}", tuning(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
