@@ -659,10 +659,12 @@ if __name__ == "__main__":
     env_list = [make_env(args.env_id, args.seed, i, args.capture_video, run_name) for i in range(args.num_envs)]
     maze = env_list[0].unwrapped
     max_steps = env_list[0].spec.max_episode_steps
-    iteration_steps = (args.init_episodes + (args.num_new_goals + args.num_old_goals) * args.episodes_per_goal) * max_steps
-    if args.total_timesteps < iteration_steps:  # whole iterations only: say how far past the budget one may go
-        print(f"note: the run stops after the Goal GAN iteration past --total-timesteps {args.total_timesteps:,}, "
-              f"and its initialisation and first iteration take up to {iteration_steps:,} env steps")  # fmt: skip
+    init_steps = args.init_episodes * max_steps
+    iteration_steps = (args.num_new_goals + args.num_old_goals) * args.episodes_per_goal * max_steps
+    if args.total_timesteps < init_steps + iteration_steps:  # whole iterations only: say how far past the budget
+        print(f"note: the run stops after the Goal GAN iteration past --total-timesteps {args.total_timesteps:,}; the "
+              f"initialisation takes up to {init_steps:,} env steps (no iteration runs if they pass the budget), "
+              f"an iteration up to {iteration_steps:,}")  # fmt: skip
     state_dim = maze.observation_space["observation"].shape[0]
     act_dim = maze.action_space.shape[0]
     goal_low = maze.observation_space["desired_goal"].low

@@ -288,6 +288,10 @@ def test_smoke_logs_every_tag(tmp_path, env_id, trace_len, recall):
         flags += ["--total-timesteps", "1001"]  # the Ant's short episodes: one iteration after the initialisation
     result = run_goalgan(tmp_path, *flags)
     assert result.returncode == 0, result.stderr
+    init_steps = "1,000" if env_id.startswith("Ant") else "2,000"  # the initialisation's episodes of 500 or 200 steps
+    assert (
+        f"the initialisation takes up to {init_steps} env steps (no iteration runs if they pass the budget)" in result.stdout
+    )
     run_dir, events, logged = scalars(tmp_path)
     for tag in SHARED_TAGS:
         assert tag in logged, tag
