@@ -391,9 +391,8 @@ def trpo_step(policy, params, surrogate, obs, args):
     g = parameters_to_vector(torch.autograd.grad(surrogate(), params))
     fvp = fisher_vector_product(policy, params, obs, args.cg_damping)
     step_dir = conjugate_gradient(fvp, g, args.cg_iters)
-    shs = (
-        0.5 * step_dir @ fvp(step_dir)
-    )  # the largest step along step_dir with 0.5 s^T F s = max_kl (the KL's quadratic model)
+    # the largest step along step_dir with 0.5 s^T F s = max_kl (the quadratic model of the KL)
+    shs = 0.5 * step_dir @ fvp(step_dir)
     full_step = step_dir * torch.sqrt(args.max_kl / shs.clamp(min=1e-12))
 
     def evaluate():
