@@ -855,8 +855,8 @@ if __name__ == "__main__":
                 writer.add_scalar(tag, value, global_step)
             if iteration % args.coverage_every == 0 and global_step < args.total_timesteps:  # the last one follows
                 evaluate_coverage(iteration)
-            if args.checkpoint_every and iteration % args.checkpoint_every == 0:
-                save_checkpoint(run_dir, run_state())
+            if args.checkpoint_every and iteration % args.checkpoint_every == 0 and global_step < args.total_timesteps:
+                save_checkpoint(run_dir, run_state())  # not after the last: a run killed in its end redoes that iteration
 
         # the end: coverage of the final policy, its return over the grid goals, the heatmap as a PNG
         success, heatmap = evaluate_coverage(iteration) if iteration else initial  # no iteration ran: no new policy
