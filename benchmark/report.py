@@ -384,6 +384,21 @@ def tuning(results_dir):
     return "\n".join(lines) + "\n"
 
 
+def in_progress(results_dir):
+    """One line for each run that checkpoints and is under way: its result file to be, and how far its last
+    checkpoint got (benchmark/run.py keeps such a run in results/<experiment>/partial/<file name>/)."""
+    import torch
+
+    lines = []
+    for path in sorted(results_dir.glob("*/partial/*/runs/*/checkpoint.pt")):
+        counters = torch.load(path, map_location="cpu", weights_only=False)["counters"]
+        name, exp = path.parents[4].name, EXPERIMENTS.get(path.parents[4].name)
+        budget = f" of {exp.budget:,}" if exp and isinstance(exp.budget, int) else ""
+        lines.append(f"- `{name}` {path.parents[2].name}: Goal GAN iteration {counters['iteration']}, "
+                     f"{counters['global_step']:,}{budget} env steps")  # fmt: skip
+    return "\n".join(lines) if lines else "- none"
+
+
 def budget_text(exp):
     return f"{exp.budget:,}" if isinstance(exp.budget, int) else ", ".join(f"{e}: {exp.steps(e):,}" for e in exp.env_ids)
 
@@ -397,6 +412,7 @@ if __name__ == "__main__":
     figure(all_rows, figures / "reproduction.png")
     text = TEMPLATE.read_text().replace("{{TABLE}}", table(all_rows))
     text = text.replace("{{BASELINES}}", baselines(args.results_dir)).replace("{{TUNING}}", tuning(args.results_dir))
+    text = text.replace("{{IN_PROGRESS}}", in_progress(args.results_dir))
     args.out.write_text(text)
     replace_between(args.readme, summary(all_rows))
     print(text)

@@ -15,7 +15,7 @@ from helpers import ROOT, kill_after
 sys.path.insert(0, str(ROOT / "benchmark"))
 from experiments import EXPERIMENTS, Experiment, Setting  # noqa: E402
 from plot import bootstrap_ci, diagnostics, final_values, prob_greater  # noqa: E402
-from report import verdict  # noqa: E402
+from report import in_progress, verdict  # noqa: E402
 from result_file import MAX_POINTS, downsample, read, summarise, to_text, write  # noqa: E402
 from run import partial_dir, run_one  # noqa: E402
 
@@ -512,3 +512,13 @@ def test_coverage_by_iteration_pairs_each_coverage_with_its_iteration(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "| 0 | 2 | 0.15 | 0.10 | 0.20 |" in result.stdout and "| 1 | 2 | 0.40 | 0.30 | 0.50 |" in result.stdout
     assert "| 2 | 1 | 0.50 | 0.50 | 0.50 |" in result.stdout and "| 3 | 0 | | | |" in result.stdout
+
+
+def test_the_report_says_how_far_each_run_under_way_got(tmp_path):
+    assert in_progress(tmp_path) == "- none"
+    run_dir = tmp_path / "fig5_goalgan_ant" / "partial" / "AntUMaze-v1__recall__1" / "runs" / "AntUMaze-v1__x__1__0"
+    run_dir.mkdir(parents=True)
+    torch.save({"counters": {"iteration": 37, "global_step": 8_123_456, "elapsed": 1.0}}, run_dir / "checkpoint.pt")
+    assert in_progress(tmp_path) == (
+        "- `fig5_goalgan_ant` AntUMaze-v1__recall__1: Goal GAN iteration 37, 8,123,456 of 46,525,000 env steps"
+    )
