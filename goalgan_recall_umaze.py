@@ -9,6 +9,7 @@ trained on the trajectories that reached their goals, samples the traces that le
 
     python goalgan_recall_umaze.py --env-id PointUMaze-v0
     python goalgan_recall_umaze.py --env-id PointUMaze-v0 --no-recall
+    python goalgan_recall_umaze.py --env-id AntUMaze-v1 --checkpoint-every 1   # the same with --resume runs/<run> goes on
 """
 
 import os
