@@ -522,3 +522,26 @@ def test_the_report_says_how_far_each_run_under_way_got(tmp_path):
     assert in_progress(tmp_path) == (
         "- `fig5_goalgan_ant` AntUMaze-v1__recall__1: Goal GAN iteration 37, 8,123,456 of 46,525,000 env steps"
     )
+
+
+def test_moved_verdicts_pairs_each_comparison_across_report_formats():
+    """An old report (one verdict a row) and a new one (beside the comparison, the untrained model): the comparison
+    `a` vs `c` moved, `a` vs `b` did not, a pending verdict and the rows of other tables are no verdicts."""
+    from moved_verdicts import moved
+
+    old = """| claim | env | seeds | effect | relative | P | verdict |
+|-|-|-|-|-|-|-|
+| X (6.1); [e](f.md): `a` vs `b`, env steps | 11x11 | 10 vs 10 | 1 | +5% | 1 | **reproduced** |
+|  | 13x13 | 10 vs 10 | 1 | +5% | 1 | **reproduced** |
+| Y (App. F); [g](h.md): `a` vs `c`, env steps | 11x11 | 10 vs 10 | 1 | +30% | 1 | **reproduced** |
+"""
+    new = """| claim | env | seeds | vs the comparison | verdict | vs the untrained model | verdict |
+|-|-|-|-|-|-|-|
+| X; `a` vs `b` (untrained: `c`) | 11x11 | 8 vs 10 / 8 | +5% | **reproduced** | +9% | **inconclusive at 8 seeds** |
+|  | 13x13 | 0 vs 10 / 0 |  | pending |  | pending |
+
+| ours | env | seeds |
+|-|-|-|
+| [e](f.md) `a` | 11x11 | 10 |
+"""
+    assert moved(old, new) == ["a vs c, 11x11: reproduced -> inconclusive at 8 seeds"]
