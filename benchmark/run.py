@@ -69,6 +69,9 @@ class Args:
     """if toggled, create --results-dir when it does not exist (a mistyped one would otherwise run a grid anew)"""
     dry_run: bool = False
     """if toggled, list the runs, done or to do, with their commands, and run nothing"""
+    no_new_runs_after: float | None = None
+    """minutes from now after which no run starts; those in flight finish (for a session's or a batch job's end: give
+    it the time left less a run's length)"""
 
 
 class Running:
@@ -102,12 +105,14 @@ def git_commit(root):
         return "unknown"
 
 
-def run_one(identity, metric, threshold, threshold_episodes, root=None, running=None, workdir=None):
+def run_one(identity, metric, threshold, threshold_episodes, root=None, running=None, workdir=None, deadline=None):
     """Run one script to the end in a temporary directory and return its result file's text, or raise with the
     end of its stderr. `root`: the project's folder (None: the working directory, as on a Ray node); `running`:
     where the subprocess is registered while it runs; `workdir`: a folder kept until the run ends instead, where it
     writes a checkpoint every Goal GAN iteration and from whose checkpoint it resumes when one is there. Imports
-    here: on a Ray node this is all that travels."""
+    here: on a Ray node this is all that travels. Past `deadline` (a time.time()) it starts nothing and returns None."""
+    if deadline is not None and time.time() > deadline:
+        return None
     root = Path(root) if root else Path.cwd()
     sys.path.insert(0, str(root / "benchmark"))
     from experiments import KEPT_TAGS
@@ -286,6 +291,8 @@ def check(args):
     if args.env_ids and args.total_timesteps is None and isinstance(exp.budget, dict):
         if missing := [e for e in args.env_ids if e not in exp.budget]:
             return f"no budget for env ids {missing} in {args.experiment}: give --total-timesteps"
+    if args.no_new_runs_after is not None and not 0 <= args.no_new_runs_after < float("inf"):
+        return f"--no-new-runs-after must be a finite number of minutes >= 0, got {args.no_new_runs_after}"
     if args.workers < 1:
         return f"--workers must be >= 1, got {args.workers}"
     if args.seeds and min(args.seeds) < 0:
@@ -306,11 +313,11 @@ def partial_dir(script, path):
     return None
 
 
-def run_local(todo, exp, workers, done_callback):
+def run_local(todo, exp, workers, done_callback, deadline):
     pool, running = ThreadPoolExecutor(workers), Running()
     summary = (exp.metric, exp.threshold, exp.threshold_episodes)
     futures = {
-        pool.submit(run_one, identity, *summary, ROOT, running, partial_dir(identity["script"], path)): path
+        pool.submit(run_one, identity, *summary, ROOT, running, partial_dir(identity["script"], path), deadline): path
         for identity, path in todo
     }
     try:
@@ -323,7 +330,7 @@ def run_local(todo, exp, workers, done_callback):
     pool.shutdown()
 
 
-def run_ray(todo, exp, workers, address, done_callback):
+def run_ray(todo, exp, workers, address, done_callback, deadline):
     import ray
 
     if address:  # the project travels to the cluster's nodes with the tasks
@@ -334,7 +341,8 @@ def run_ray(todo, exp, workers, address, done_callback):
         ray.init(num_cpus=workers, log_to_driver=False, include_dashboard=False)
         root = str(ROOT)
     task = ray.remote(num_cpus=1, max_retries=0)(run_one)
-    pending = {task.remote(identity, exp.metric, exp.threshold, exp.threshold_episodes, root): path for identity, path in todo}
+    summary = (exp.metric, exp.threshold, exp.threshold_episodes)
+    pending = {task.remote(identity, *summary, root, None, None, deadline): path for identity, path in todo}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -400,12 +408,16 @@ if __name__ == "__main__":
 
     from tqdm import tqdm
 
-    failures = []
+    failures, not_started = [], []
     progress = tqdm(total=len(todo), unit="run", dynamic_ncols=True)
+    deadline = time.time() + 60 * args.no_new_runs_after if args.no_new_runs_after is not None else None
 
     def done(path, future):
         try:
-            write(path, future.result())
+            if (text := future.result()) is None:
+                not_started.append(path.name)
+            else:
+                write(path, text)
         except Exception as e:  # a failed run: say why, keep going with the others
             failures.append(path.name)
             tqdm.write(f"FAILED {path.name}: {e}")
@@ -413,13 +425,15 @@ if __name__ == "__main__":
 
     try:
         if args.backend == "local":
-            run_local(todo, exp, args.workers, done)
+            run_local(todo, exp, args.workers, done, deadline)
         else:
-            run_ray(todo, exp, args.workers, args.ray_address, done)
+            run_ray(todo, exp, args.workers, args.ray_address, done, deadline)
     except KeyboardInterrupt:
         progress.close()
         kept = " (Goal GAN's resume from their checkpoints in partial/)" if args.backend == "local" else ""
         sys.exit(f"interrupted: {progress.n} of {len(todo)} runs written; the runs in flight are lost{kept}")
     progress.close()
+    if not_started:
+        print(f"{len(not_started)} runs not started: --no-new-runs-after {args.no_new_runs_after:g} minutes had passed")
     if failures:
         sys.exit(f"error: {len(failures)} runs failed: {', '.join(failures)}")

@@ -545,3 +545,12 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 | [e](f.md) `a` | 11x11 | 10 |
 """
     assert moved(old, new) == ["a vs c, 11x11: reproduced -> inconclusive at 8 seeds"]
+
+
+def test_no_run_starts_past_the_deadline_and_a_bad_deadline_is_refused(tmp_path):
+    result = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res", "--new-results-dir", "--no-new-runs-after", "0")
+    assert result.returncode == 0, result.stderr
+    assert "4 runs not started: --no-new-runs-after 0 minutes had passed" in result.stdout
+    assert not list((tmp_path / "res").rglob("*.csv.gz"))
+    refused = benchmark("run.py", tmp_path, *TINY, "--results-dir", "res", "--no-new-runs-after", "-1")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: --no-new-runs-after must be a finite number")
