@@ -11,8 +11,8 @@ results/<experiment>/<env id>__<setting>__<seed>.csv.gz (benchmark/result_file.p
 whose file exists at the same budget is skipped, so an experiment fills up piece by piece across sessions and
 machines (a file of another budget is never overwritten); Ctrl-C loses only the runs in flight, and of a script that
 checkpoints (Goal GAN) not even those: such a run works in results/<experiment>/partial/<file name>/, checkpoints
-every Goal GAN iteration and resumes there on the next start (locally; a Ray task starts again). A run that another
-experiment already made (the same script and arguments, defaults filled in, and the same metric and threshold, so
+after each Goal GAN iteration and resumes there on the next start (locally; a Ray task starts again). A run that
+another experiment already made (the same script and arguments, defaults filled in, and the same metric and threshold, so
 the same summary) is copied from that experiment's folder instead of run again, its identity naming this experiment
 and the file it came from (`reused_from`). With Ray, each run is one task with num_cpus=1 that returns its file's
 text to this driver: the nodes of a cluster need the project's requirements, not a shared file system.
@@ -109,8 +109,9 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
     """Run one script to the end in a temporary directory and return its result file's text, or raise with the
     end of its stderr. `root`: the project's folder (None: the working directory, as on a Ray node); `running`:
     where the subprocess is registered while it runs; `workdir`: a folder kept until the run ends instead, where it
-    writes a checkpoint every Goal GAN iteration and from whose checkpoint it resumes when one is there. Imports
-    here: on a Ray node this is all that travels. Past `deadline` (a time.time()) it starts nothing and returns None."""
+    writes a checkpoint after each Goal GAN iteration (but the last) and from whose checkpoint it resumes when one is
+    there. Imports here: on a Ray node this is all that travels. Past `deadline` (a time.time()) it starts nothing and
+    returns None."""
     if deadline is not None and time.time() > deadline:
         return None
     root = Path(root) if root else Path.cwd()
