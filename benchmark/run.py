@@ -127,6 +127,9 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
             command += ["--checkpoint-every", "1"]
             if checkpoints := sorted(Path(cwd).glob("runs/*/checkpoint.pt")):
                 command += ["--resume", str(checkpoints[-1].parent.relative_to(cwd))]
+                import torch  # the wall time of the run so far, which its result file counts with this part's
+
+                start -= torch.load(checkpoints[-1], map_location="cpu", weights_only=False)["counters"]["elapsed"]
             else:  # killed before its first checkpoint: start again
                 shutil.rmtree(Path(cwd) / "runs", ignore_errors=True)
                 Path(cwd).mkdir(parents=True, exist_ok=True)
@@ -140,7 +143,8 @@ def run_one(identity, metric, threshold, threshold_episodes, root=None, running=
         if running is not None:
             running.discard(proc)
         if proc.returncode != 0 or "interrupted at global_step" in stdout:
-            raise RuntimeError(f"{' '.join(command[1:])} failed ({proc.returncode}):\n{stderr[-2000:]}")
+            kept = f"\n(its folder {workdir} is kept: the next start resumes it; delete it to start again)" if workdir else ""
+            raise RuntimeError(f"{' '.join(command[1:])} failed ({proc.returncode}):\n{stderr[-2000:]}{kept}")
         (run_dir,) = (Path(cwd) / "runs").iterdir()
         events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
         series = {}

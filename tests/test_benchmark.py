@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -493,12 +494,17 @@ def test_a_goal_gan_run_killed_in_the_runner_resumes_from_its_checkpoint(tmp_pat
     commands, popen = [], subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda command, **kw: commands.append(command) or popen(command, **kw))
     identity = {"experiment": "fig11_goalgan_point", "script": script, "flags": flags, "seed": 1}
+    elapsed = torch.load(killed / "checkpoint.pt", weights_only=False)["counters"]["elapsed"]
+    start = time.time()
     text = run_one(identity, "charts/coverage", None, 0, ROOT, None, workdir)
+    this_part = time.time() - start
     assert commands[0][-4:] == ["--checkpoint-every", "1", "--resume", f"runs/{killed.name}"]
     assert not workdir.parent.exists()  # the run's folder, and partial/ once empty, are gone
     write(path, text)
     identity, series = read(path)
     assert identity["flags"] == flags and series["charts/iteration"][0][-1] > 6000
+    # the wall time is the whole run's: the killed part's (to its checkpoint) and the resumed one's
+    assert elapsed + this_part - 0.5 < identity["summary"]["wall_time_s"] <= elapsed + this_part + 0.1, elapsed
     assert partial_dir("trpo_recall_mujoco.py", path) is None  # a script without checkpoints runs in a temporary folder
 
 
