@@ -87,10 +87,11 @@ def fourroom(settings, baseline="ac", env_ids=("11", "13", "15", "19"), seeds=EV
     return Experiment(AC, env_ids, settings, baseline, seeds, FOURROOM_BUDGETS, "charts/success_rate", 0.9, 100, "--size")
 
 
-# the imitation learning rates the tuning experiments try, each about 3x the last, around each script's default
+# the imitation learning rates the tuning experiments try, each about 3x the last, around each script's default;
+# TRPO's two smallest extend its range down, as the rule asks when the best rate is the smallest tried
 FOURROOM_LRS, TRPO_LRS, SAC_LRS = (
     ("1e-4", "3e-4", "1e-3", "3e-3"),
-    ("1.5e-4", "5e-4", "1.5e-3", "5e-3"),
+    ("1.5e-5", "5e-5", "1.5e-4", "5e-4", "1.5e-3", "5e-3"),
     ("1e-5", "3e-5", "1e-4", "3e-4"),
 )
 

@@ -368,8 +368,12 @@ def tuning(results_dir):
         best = max(score, key=score.get)
         chosen = default if score[default] >= score[best] - TUNING_MARGIN else best
         scores = ", ".join(f"{rate} {value:.3f}" for rate, value in score.items())
+        rates = sorted(map(float, score))
+        edge = {rates[0]: ", the smallest rate tried", rates[-1]: ", the largest rate tried"}.get(float(chosen), "")
+        below = f"; at it recall's area is {score[chosen]:.2f} of the base algorithm's" if score[chosen] < 1 else ""
         lines.append(f"- `{name}` (seeds {', '.join(map(str, exp.seeds))}; {', '.join(exp.env_ids)}): score by "
-                     f"`--imitation-lr` {scores}; the default was {default}, the rule chooses **{chosen}**")  # fmt: skip
+                     f"`--imitation-lr` {scores}; the default was {default}, the rule chooses "
+                     f"**{chosen}**{edge}{below}")  # fmt: skip
         if exp.threshold is not None:  # beside the rule, not part of it: the measure of the claims it serves
             steps = {}
             for settings in runs_by_env.values():

@@ -317,24 +317,33 @@ def test_report_verdicts_on_known_effects(tmp_path):
 
 def test_the_tuning_rule_keeps_the_default_unless_another_rate_beats_it_by_the_margin(tmp_path):
     """A rate's score is its mean area over the base algorithm's, averaged over the envs; the default of the time stays
-    unless the best rate scores more than TUNING_MARGIN above it; a tuning experiment short of runs is pending."""
+    unless the best rate scores more than TUNING_MARGIN above it; a choice at the edge of the rates tried, and one
+    where recall's best is below the base algorithm, are said; a tuning experiment short of runs is pending."""
     from report import TUNED, TUNING_MARGIN, tuning
 
     exp, default, other = EXPERIMENTS["tune_trpo"], TUNED["tune_trpo"], "1.5e-3"
+    rates = [setting.rsplit("lr", 1)[1] for setting in exp.settings if setting != exp.baseline]
 
-    def rule(gain):
-        """Every rate's curve at the base algorithm's, `other`'s at (1 + gain) of it on both envs: tune_trpo's line."""
+    def rule(gains, rest=1.0):
+        """Each rate's curve at (1 + its gain) of the base algorithm's on both envs (`rest` for the rates not in
+        `gains`): tune_trpo's line."""
         for env_id in exp.env_ids:
             for setting in exp.settings:
-                outcome = 1000.0 * (1 + gain * setting.endswith(f"lr{other}"))
+                rate = setting.rsplit("lr", 1)[-1]
+                outcome = 1000.0 * (1 + gains.get(rate, rest - 1)) if setting != exp.baseline else 1000.0
                 write_runs(tmp_path, "tune_trpo", env_id, setting, [outcome] * 3, budget=exp.steps(env_id))
         return next(line for line in tuning(tmp_path).splitlines() if "`tune_trpo`" in line)
 
-    line = rule(2 * TUNING_MARGIN)
+    line = rule({other: 2 * TUNING_MARGIN})
     assert f"the rule chooses **{other}**" in line and f"{other} {1 + 2 * TUNING_MARGIN:.3f}" in line
-    assert f"the rule chooses **{default}**" in rule(TUNING_MARGIN / 2)
+    assert "rate tried" not in line and "of the base algorithm's" not in line
+    assert f"the rule chooses **{default}**" in rule({other: TUNING_MARGIN / 2})
+    line = rule({rates[-1]: 2 * TUNING_MARGIN})
+    assert f"**{rates[-1]}**, the largest rate tried" in line and "of the base algorithm's" not in line
+    line = rule({rates[0]: -0.02}, rest=0.8)  # recall below the base algorithm at every rate, least at the smallest
+    assert f"**{rates[0]}**, the smallest rate tried; at it recall's area is 0.98 of the base algorithm's" in line
     (tmp_path / "tune_trpo" / f"Walker2d-v4__lr{other}__3.csv.gz").unlink()
-    assert "`tune_trpo`: **pending**, 1 of its 30 runs to go" in tuning(tmp_path)
+    assert f"`tune_trpo`: **pending**, 1 of its {len(exp.settings) * 6} runs to go" in tuning(tmp_path)
 
 
 def test_verdicts_from_the_relative_interval_and_their_swap_for_a_claim_of_no_gain():
