@@ -327,7 +327,9 @@ def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_
         # lines 12-13: imitation step on the policy (Eq. 3)
         stats["imitation_loss"] = imitation_step(agent, imitation_optimizer, trace_cells, trace_actions, args.max_grad_norm)
     with torch.no_grad():
-        stats["imitation_kl"] = torch.distributions.kl_divergence(before, agent.dist(kl_obs)).mean()
+        after = agent.dist(kl_obs)
+        stats["imitation_kl"] = torch.distributions.kl_divergence(before, after).mean()
+        stats["entropy_change"] = (after.entropy() - before.entropy()).mean()  # below 0: the phase narrowed the policy
         stats["step_cosine"] = step_cosine(parameters_to_vector(agent.actor.parameters()) - theta, base_step)
     stats["trace_validity"] = torch.tensor(validity)
     return stats, (trace_cells, trace_actions)

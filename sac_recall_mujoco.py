@@ -462,7 +462,9 @@ def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_
         part = slice(k * n, (k + 1) * n)
         stats["imitation_loss"] = imitation_step(actor, imitation_optimizer, trace_states[:, part], trace_actions[:, part])
     with torch.no_grad():  # how far the imitation steps moved the policy (pre-tanh Gaussians: tanh keeps the KL)
-        stats["imitation_kl"] = mean_kl(before, actor.base_dist(kl_obs))
+        after = actor.base_dist(kl_obs)
+        stats["imitation_kl"] = mean_kl(before, after)
+        stats["entropy_change"] = (after.entropy() - before.entropy()).sum(-1).mean()  # below 0: it narrowed the policy
         stats["step_cosine"] = step_cosine(parameters_to_vector(actor.parameters()) - theta, base_step)
     return stats, (trace_states, trace_actions)
 

@@ -570,7 +570,9 @@ def recall_phase(learner, imitation_optimizer, bt_model, bt_optimizer, data, kl_
         part = slice(k * args.num_traces, (k + 1) * args.num_traces)
         stats["imitation_loss"] = imitation_step(policy, imitation_optimizer, trace_obs[:, part], trace_actions[:, part])
     with torch.no_grad():
-        stats["imitation_kl"] = mean_kl(before, policy(kl_obs))
+        after = policy(kl_obs)
+        stats["imitation_kl"] = mean_kl(before, after)
+        stats["entropy_change"] = (after.entropy() - before.entropy()).sum(-1).mean()  # below 0: the phase narrowed the policy
         stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
     return stats, (trace_states, trace_actions)
 
@@ -614,7 +616,9 @@ def dyna_phase(policy, imitation_optimizer, obs_normaliser, value_net, fwd, real
         (-surrogate()).backward()
         imitation_optimizer.step()
     with torch.no_grad():
-        stats["imagined_kl"] = mean_kl(before, policy(kl_obs))
+        after = policy(kl_obs)
+        stats["imagined_kl"] = mean_kl(before, after)
+        stats["entropy_change"] = (after.entropy() - before.entropy()).sum(-1).mean()  # below 0: the phase narrowed the policy
         stats["step_cosine"] = step_cosine(parameters_to_vector(policy.parameters()) - theta, base_step)
     return stats, (states, actions, rewards)
 

@@ -83,16 +83,18 @@ def assert_imitation_has_its_own_optimizer(script, cwd, *flags):
 def assert_recall_leaves_alone(policy, base_optimizer, phase):
     """`base_optimizer` (the base algorithm's) takes 20 steps on the policy, so that its moments hold gradients, then
     `phase(imitation_optimizer)` runs a recall phase: with an imitation optimizer of learning rate 0 it leaves the
-    policy's parameters and the base optimizer's state bit-identical. As a check of the check, the same phase handed
-    the base optimizer (recall's step before it had its own) moves the policy."""
+    policy's parameters and the base optimizer's state bit-identical, and logs no change of the policy's entropy. As a
+    check of the check, the same phase handed the base optimizer (recall's step before it had its own) moves the
+    policy."""
     params = [p for p in policy.parameters() if p.requires_grad]
     for _ in range(20):
         base_optimizer.zero_grad()
         sum((p**2).sum() for p in params).backward()  # a loss whose gradient moves every parameter
         base_optimizer.step()
     before, state = [p.detach().clone() for p in params], copy.deepcopy(base_optimizer.state_dict()["state"])
-    phase(torch.optim.Adam(params, lr=0.0))
+    stats, _ = phase(torch.optim.Adam(params, lr=0.0))
     torch.testing.assert_close(params, before, rtol=0, atol=0)
+    assert stats["entropy_change"] == 0
     torch.testing.assert_close(base_optimizer.state_dict()["state"], state, rtol=0, atol=0)
     phase(base_optimizer)
     assert any(not torch.equal(p, q) for p, q in zip(params, before, strict=True))

@@ -191,7 +191,10 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
     stats, (cells, actions) = phase(torch.optim.Adam(agent.actor.parameters(), lr=1e-2))
     with torch.no_grad():
         gain = (agent.dist(cells).log_prob(actions) - before.dist(cells).log_prob(actions)).mean()
+        free = torch.as_tensor(env.free_cells)  # the states recall_phase measures the step on
+        widened = (agent.dist(free).entropy() - before.dist(free).entropy()).mean()
     assert gain > 0.01 and stats["imitation_kl"] > 0.0
+    assert widened != 0 and stats["entropy_change"] == pytest.approx(widened.item())
     assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
 
 
@@ -228,6 +231,7 @@ def test_smoke_logs_every_tag(tmp_path):
     assert result.returncode == 0, result.stderr
     recall_tags = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/trace_len"]
     recall_tags += ["recall/target_value", "recall/trace_validity", "recall/imitation_kl", "recall/step_cosine"]
+    recall_tags += ["recall/entropy_change"]
     _, logged, checkpoint = assert_fourroom_run_logged(tmp_path, recall_tags)
     assert all(0.0 <= v <= 1.0 for v in logged["recall/trace_validity"])
     assert logged["recall/trace_len"][-1] == 10

@@ -178,7 +178,7 @@ def recall_setup(env_id, drift, **overrides):
     bt_buffer.add(
         states=states, goals=goals, actions=actions, next_states=states + drift + 0.02 * torch.randn(4000, state_dim)
     )
-    policy = GaussianPolicy(state_dim + 2, act_dim, learn_std=False)
+    policy = GaussianPolicy(state_dim + 2, act_dim, args.learn_std)
 
     def policy_obs(s, g):
         return torch.cat([s, g.expand(s.shape[:-1] + (2,)) / 4.0], -1)
@@ -216,10 +216,12 @@ def test_recall_phase_learns_the_step_back_from_real_transitions():
 
 
 def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
-    """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood; the
-    step's KL on the real states and its cosine with the base step are logged. With the imitation sign flipped it
-    does not."""
-    learner, kl_obs, phase = recall_setup("PointUMaze-v0", torch.tensor([0.5, -0.25, 0.0, 0.1]))
+    """One recall phase with two imitation steps and a learned log-std: the policy gives its traces' actions a higher
+    log-likelihood; the steps' KL on the real states, their entropy change (two steps: Adam's first moves each
+    log-std by +-lr, which can sum to no change) and their cosine with the base step are logged. With the imitation
+    sign flipped it does not."""
+    drift = torch.tensor([0.5, -0.25, 0.0, 0.1])
+    learner, kl_obs, phase = recall_setup("PointUMaze-v0", drift, learn_std=True, imitation_updates=2)
     policy, _, policy_obs, low, high = learner
     before = copy.deepcopy(policy)
     stats, (states, actions, goals) = phase(policy_optimizer(learner, lr=2e-3))
@@ -227,8 +229,10 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
     with torch.no_grad():
         new, old = policy(trace_obs).log_prob(trace_actions), before(trace_obs).log_prob(trace_actions)
         kl = mean_kl(before(kl_obs), policy(kl_obs))
+        widened = (policy(kl_obs).entropy() - before(kl_obs).entropy()).sum(-1).mean()
     assert (new - old).sum(-1).mean() > 0.01
     assert kl > 0 and stats["imitation_kl"] == pytest.approx(kl.item())
+    assert widened != 0 and stats["entropy_change"] == pytest.approx(widened.item())
     assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
 
 
@@ -272,6 +276,7 @@ SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "lo
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
 RECALL_TAGS += ["recall/imitation_kl_ratio", "recall/trace_len", "recall/target_value", "recall/trace_validity"]
 RECALL_TAGS += ["recall/trace_clamped_frac", "recall/buffer_size", "recall/step_cosine", "recall/surrogate_undone"]
+RECALL_TAGS += ["recall/entropy_change"]
 
 
 @pytest.mark.parametrize(

@@ -197,7 +197,7 @@ def test_terminal_next_states_are_neither_targets_nor_training_data():
 def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
     """One recall phase with one imitation step: the policy gives its traces' actions a higher log-likelihood, and
     the step's KL and its cosine with the base step are logged. With the imitation sign flipped it does not."""
-    actor, _, phase = phase_setup()
+    actor, bt_data, phase = phase_setup()
     before = copy.deepcopy(actor)
     stats, (states, actions) = phase(torch.optim.Adam(actor.parameters(), lr=1e-3))
     with torch.no_grad():
@@ -205,7 +205,9 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
             actor.log_prob(states.flatten(0, 1), actions.flatten(0, 1))
             - before.log_prob(states.flatten(0, 1), actions.flatten(0, 1))
         ).mean()
+        widened = (actor.base_dist(bt_data["obs"]).entropy() - before.base_dist(bt_data["obs"]).entropy()).sum(-1).mean()
     assert gain > 0.01
+    assert widened != 0 and stats["entropy_change"] == pytest.approx(widened.item())
     assert stats["imitation_kl"] > 0.0 and 0.0 <= stats["trace_clamped_frac"] <= 1.0
     assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
 
@@ -312,6 +314,7 @@ SHARED_TAGS += ["losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "loss
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/heldout_bt_action_nll", "recall/heldout_bt_state_nll"]
 RECALL_TAGS += ["recall/imitation_loss", "recall/imitation_kl", "recall/trace_len", "recall/target_value"]
 RECALL_TAGS += ["recall/trace_clamped_frac", "recall/refresh_heldout_bt_state_nll", "recall/step_cosine"]
+RECALL_TAGS += ["recall/entropy_change"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])

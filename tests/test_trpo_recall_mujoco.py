@@ -193,8 +193,10 @@ def test_an_imitation_step_raises_the_log_likelihood_of_its_traces():
             policy(trace_obs).log_prob(trace_actions).sum(-1).mean() - before(trace_obs).log_prob(trace_actions).sum(-1).mean()
         )
         kl = mean_kl(before(kl_obs), policy(kl_obs))
+        widened = (policy(kl_obs).entropy() - before(kl_obs).entropy()).sum(-1).mean()
     assert gain > 0.01
     assert kl > 0 and stats["imitation_kl"] == pytest.approx(kl.item())
+    assert widened != 0 and stats["entropy_change"] == pytest.approx(widened.item())
     assert -1.0 <= stats["step_cosine"] <= 1.0 and stats["step_cosine"] != 0.0
 
 
@@ -260,17 +262,20 @@ def test_forward_model_learns_a_known_linear_dynamics_and_rolls_forwards():
 
 
 def test_an_imagined_step_moves_the_policy_towards_imagined_reward():
-    """One dyna_phase with one imagined step of the imitation's optimizer: the reward of the imagined rollouts is the
-    first action, so the policy's mean first action goes up on the real states, and the step's KL is logged."""
-    policy, normaliser, _, real_obs, phase = dyna_setup(bt_updates=300)
+    """One dyna_phase with two imagined steps of the imitation's optimizer: the reward of the imagined rollouts is the
+    first action, so the policy's mean first action goes up on the real states, and the steps' KL and entropy change
+    are logged (two steps: Adam's first moves each log-std by +-lr, which can sum to no change)."""
+    policy, normaliser, _, real_obs, phase = dyna_setup(bt_updates=300, imitation_updates=2)
     before = copy.deepcopy(policy)
     stats, _ = phase(torch.optim.Adam(policy.parameters(), lr=5e-3))
     with torch.no_grad():
         kl_obs = normaliser(real_obs)
         push = (policy(kl_obs).mean[:, 0] - before(kl_obs).mean[:, 0]).mean()
         kl = mean_kl(before(kl_obs), policy(kl_obs))
+        widened = (policy(kl_obs).entropy() - before(kl_obs).entropy()).sum(-1).mean()
     assert push > 0.001
     assert kl > 0 and stats["imagined_kl"] == pytest.approx(kl.item())
+    assert widened != 0 and stats["entropy_change"] == pytest.approx(widened.item())
 
 
 def test_trace_guard_holds_imagined_rollouts_near_the_training_states():
@@ -317,7 +322,7 @@ SHARED_TAGS += ["eval/forward_velocity"]
 SHARED_TAGS += ["losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/kl", "losses/line_search_accepted"]
 RECALL_TAGS = ["recall/bt_action_nll", "recall/bt_state_nll", "recall/imitation_loss", "recall/imitation_kl"]
 RECALL_TAGS += ["recall/imitation_kl_ratio", "recall/trace_len", "recall/target_value", "recall/trace_clamped_frac"]
-RECALL_TAGS += ["recall/step_cosine", "recall/surrogate_undone"]
+RECALL_TAGS += ["recall/step_cosine", "recall/surrogate_undone", "recall/entropy_change"]
 
 
 @pytest.mark.parametrize("recall", ["--recall", "--no-recall"])
