@@ -290,5 +290,6 @@ EXPERIMENTS = {
         final_evals=SAC_FINAL_EVALS,
     ),
 }
-# the tags a result file keeps: the curves and the recall diagnostics (the base algorithm's losses stay in TensorBoard)
-KEPT_TAGS = ("charts/", "eval/", "recall/")
+# the tags a result file keeps: the curves, the recall diagnostics and the policy's entropy (its spread, in every arm:
+# recall's effect on it beside the base algorithm's own); the base algorithm's losses stay in TensorBoard
+KEPT_TAGS = ("charts/", "eval/", "recall/", "losses/entropy")

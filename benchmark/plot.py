@@ -154,7 +154,8 @@ def fmt_small(value, low, high):
 # (the cosine of the two updates; with TRPO, the share of TRPO's surrogate gain it took back), and what a return is
 # made of (the forward velocity of the evaluated policy: walking, or standing still)
 DIAGNOSTICS = ("recall/trace_clamped_frac", "recall/imitation_kl", "recall/imitation_kl_ratio", "recall/imagined_kl_ratio")
-DIAGNOSTICS += ("recall/step_cosine", "recall/surrogate_undone", "recall/entropy_change", "eval/forward_velocity")
+DIAGNOSTICS += ("recall/step_cosine", "recall/surrogate_undone", "recall/entropy_change", "losses/entropy")
+DIAGNOSTICS += ("eval/forward_velocity",)
 
 
 def diagnostics(exp, runs_by_env):

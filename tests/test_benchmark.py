@@ -47,7 +47,7 @@ def test_a_tiny_experiment_runs_then_a_second_call_skips_it(tmp_path):
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", identity["commit"])
         assert {"final", "final_train_return", "sps", "steps_to_threshold", "wall_time_s"} <= identity["summary"].keys()
         assert {"charts/success_rate", "charts/episodic_return", "eval/episodic_return"} <= series.keys()
-        assert not any(tag.startswith("losses/") for tag in series)
+        assert [tag for tag in series if tag.startswith("losses/")] == ["losses/entropy"]  # the spread, no loss
         assert all(len(steps) <= MAX_POINTS and steps[-1] <= 2048 for steps, _ in series.values())
         assert identity["summary"]["final"] == pytest.approx(series["charts/success_rate"][1][-1], rel=1e-5)
         assert any(tag.startswith("recall/") for tag in series) == (identity["setting"] != "ac")
