@@ -143,9 +143,10 @@ class Args:
     """Adam learning rate of the backtracking model (beta of Algorithm 1)"""
     imitation_updates: int = 1
     """imitation steps on the policy after each TRPO iteration, each on num_traces fresh traces"""
-    imitation_lr: float = 5e-4
-    """Adam learning rate of the imitation step, an optimizer of its own (alpha of Algorithm 1, line 13; the authors'
-    prototype imitates with Adam at 5e-4); 0 runs every recall phase without moving the policy"""
+    imitation_lr: float = 1.5e-5
+    """Adam learning rate of the imitation step, an optimizer of its own (alpha of Algorithm 1, line 13); TRPO's, as
+    tune_trpo chose it on seeds 101-103 (docs/reproduction.md, "Settings"); 0 runs every recall phase without moving
+    the policy"""
 
 
 def check_args(args: Args):
