@@ -23,9 +23,11 @@ class Args:
 
 
 def verdicts(text):
-    """{(x, y, env): verdict} of a report's table: a row's comparison is the `x` vs `y` of its claim (a row with an
-    empty claim cell continues the one above), and `x` vs the untrained model's setting where the row gives one."""
-    found, pairs = {}, []
+    """{(x, y, env, measure): verdict} of a report's table: a row's comparison is the `x` vs `y` of its claim (a row
+    with an empty claim cell continues the one above), and `x` vs the untrained model's setting where the row gives
+    one. The measure (the metric's tag, and its threshold if any) tells apart two claims on the same pair, such as
+    fig4_per's env steps and visitation."""
+    found, pairs, measure = {}, [], ""
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.startswith("| ") or len(cells) < 4 or cells[1] in ("env", "") or set(cells[1]) <= {"-"}:
@@ -36,10 +38,12 @@ def verdicts(text):
                 re.search(r"\(untrained: `([\w.-]+)`\)", cells[0]),
             )
             pairs = ([pair.groups()] if pair else []) + ([(pair.group(1), untrained.group(1))] if pair and untrained else [])
+            tag = re.search(r"\b((?:charts|eval|losses)/\w+)(?: >= ([\d.]+))?", cells[0])
+            measure = " >= ".join(filter(None, tag.groups())) if tag else ""
         bold = re.findall(r"\*\*([^*]+)\*\*|(pending)", " | ".join(cells[3:]))
         for (x, y), (verdict, pending) in zip(pairs, bold, strict=False):
             if not pending:
-                found[(x, y, cells[1])] = verdict
+                found[(x, y, cells[1], measure)] = verdict
     return found
 
 
@@ -47,11 +51,12 @@ def moved(before, after):
     """Lines for the comparisons whose verdict differs between the two reports."""
     old, new = verdicts(before), verdicts(after)
     both = sorted(old.keys() & new.keys())
-    return [
-        f"{x} vs {y}, {env}: {old[(x, y, env)]} -> {new[(x, y, env)]}"
-        for x, y, env in both
-        if old[(x, y, env)] != new[(x, y, env)]
-    ]
+    lines = []
+    for x, y, env, measure in both:
+        before, after = old[(x, y, env, measure)], new[(x, y, env, measure)]
+        if before != after:
+            lines.append(f"{x} vs {y}, {env}{f', {measure}' if measure else ''}: {before} -> {after}")
+    return lines
 
 
 if __name__ == "__main__":

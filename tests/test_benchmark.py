@@ -541,7 +541,8 @@ def test_the_report_says_how_far_each_run_under_way_got(tmp_path):
 
 def test_moved_verdicts_pairs_each_comparison_across_report_formats():
     """An old report (one verdict a row) and a new one (beside the comparison, the untrained model): the comparison
-    `a` vs `c` moved, `a` vs `b` did not, a pending verdict and the rows of other tables are no verdicts."""
+    `a` vs `c` moved, `a` vs `b` did not, a pending verdict and the rows of other tables are no verdicts. Two claims on
+    one pair (`a` vs `d`: env steps to a threshold, and a final value) are two comparisons: only the second moved."""
     from moved_verdicts import moved
 
     old = """| claim | env | seeds | effect | relative | P | verdict |
@@ -549,17 +550,24 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 | X (6.1); [e](f.md): `a` vs `b`, env steps | 11x11 | 10 vs 10 | 1 | +5% | 1 | **reproduced** |
 |  | 13x13 | 10 vs 10 | 1 | +5% | 1 | **reproduced** |
 | Y (App. F); [g](h.md): `a` vs `c`, env steps | 11x11 | 10 vs 10 | 1 | +30% | 1 | **reproduced** |
+| Z; `a` vs `d`, env steps saved to charts/s >= 0.9 | 11x11 | 10 vs 10 | 1 | +40% | 1 | **reproduced** |
+| W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | 1 | -6% | 0 | **not reproduced** |
 """
     new = """| claim | env | seeds | vs the comparison | verdict | vs the untrained model | verdict |
 |-|-|-|-|-|-|-|
 | X; `a` vs `b` (untrained: `c`) | 11x11 | 8 vs 10 / 8 | +5% | **reproduced** | +9% | **inconclusive at 8 seeds** |
 |  | 13x13 | 0 vs 10 / 0 |  | pending |  | pending |
+| Z; `a` vs `d`, env steps to charts/s >= 0.9 | 11x11 | 10 vs 10 | +40% | **reproduced** |  |  |
+| W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | +6% | **reproduced** |  |  |
 
 | ours | env | seeds |
 |-|-|-|
 | [e](f.md) `a` | 11x11 | 10 |
 """
-    assert moved(old, new) == ["a vs c, 11x11: reproduced -> inconclusive at 8 seeds"]
+    assert moved(old, new) == [
+        "a vs c, 11x11: reproduced -> inconclusive at 8 seeds",
+        "a vs d, 11x11, eval/v: not reproduced -> reproduced",
+    ]
 
 
 def test_no_run_starts_past_the_deadline_and_a_bad_deadline_is_refused(tmp_path):
