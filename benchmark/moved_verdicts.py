@@ -34,8 +34,8 @@ def verdicts(text):
             continue
         if cells[0]:  # a new claim, or a row of another table (no comparison in it)
             pair, untrained = (
-                re.search(r"`([\w.-]+)` vs `([\w.-]+)`", cells[0]),
-                re.search(r"\(untrained: `([\w.-]+)`\)", cells[0]),
+                re.search(r"`([\w.:-]+)` vs `([\w.:-]+)`", cells[0]),
+                re.search(r"\(untrained: `([\w.:-]+)`\)", cells[0]),
             )
             pairs = ([pair.groups()] if pair else []) + ([(pair.group(1), untrained.group(1))] if pair and untrained else [])
             tag = re.search(r"\b((?:charts|eval|losses)/\w+)(?: >= ([\d.]+))?", cells[0])

@@ -552,6 +552,7 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 | Y (App. F); [g](h.md): `a` vs `c`, env steps | 11x11 | 10 vs 10 | 1 | +30% | 1 | **reproduced** |
 | Z; `a` vs `d`, env steps saved to charts/s >= 0.9 | 11x11 | 10 vs 10 | 1 | +40% | 1 | **reproduced** |
 | W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | 1 | -6% | 0 | **not reproduced** |
+| V; `a` vs `r-2:1`, env steps | 15x15 | 10 vs 10 | 1 | +9% | 1 | **inconclusive at 10 seeds** |
 """
     new = """| claim | env | seeds | vs the comparison | verdict | vs the untrained model | verdict |
 |-|-|-|-|-|-|-|
@@ -559,6 +560,7 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 |  | 13x13 | 0 vs 10 / 0 |  | pending |  | pending |
 | Z; `a` vs `d`, env steps to charts/s >= 0.9 | 11x11 | 10 vs 10 | +40% | **reproduced** |  |  |
 | W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | +6% | **reproduced** |  |  |
+| V; `a` vs `r-2:1`, env steps | 15x15 | 10 vs 7 | +17% | **reproduced** |  |  |
 
 | ours | env | seeds |
 |-|-|-|
@@ -567,6 +569,7 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
     assert moved(old, new) == [
         "a vs c, 11x11: reproduced -> inconclusive at 8 seeds",
         "a vs d, 11x11, eval/v: not reproduced -> reproduced",
+        "a vs r-2:1, 15x15: inconclusive at 10 seeds -> reproduced",
     ]
 
 
