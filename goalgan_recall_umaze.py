@@ -202,8 +202,10 @@ def mlp(n_in, n_out, hidden, activation):
 
 # Goal GAN (Florensa et al. 2018): goals of intermediate difficulty from an LSGAN
 class GoalGAN(nn.Module):
-    """Goal GAN's LSGAN: a generator G(z) of 2x256 ReLU units squashed into the maze's bounding box, and a
-    discriminator D(g) of 2x128 ReLU units giving one score."""
+    """Goal GAN's LSGAN: a generator G(z) of 2x256 ReLU units with a tanh output, and a discriminator D(g) of 2x128
+    ReLU units giving one score. Goals are measured from the centre of the maze's box in units of its width, as in
+    Goal GAN's code: the tanh spans twice the box, so the maze's edges sit at +-0.5, where the tanh still has a
+    gradient (squashed onto the box itself, a generator pushed to an edge saturates and never comes back)."""
 
     def __init__(self, low, high, noise_dim):
         super().__init__()
@@ -211,14 +213,15 @@ class GoalGAN(nn.Module):
         self.generator = mlp(noise_dim, len(low), 256, nn.ReLU)
         self.discriminator = mlp(len(low), 1, 128, nn.ReLU)
         self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32))
-        self.register_buffer("half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("width", torch.as_tensor(high - low, dtype=torch.float32))
 
     def generate(self, n):
+        """n goals, up to a box's width outside the box: the caller clips them into it after the noise."""
         z = torch.randn(n, self.noise_dim, device=self.center.device)
-        return self.center + self.half_range * torch.tanh(self.generator(z))
+        return self.center + self.width * torch.tanh(self.generator(z))
 
     def score(self, goals):
-        return self.discriminator((goals - self.center) / self.half_range).squeeze(-1)
+        return self.discriminator((goals - self.center) / self.width).squeeze(-1)
 
 
 def label_goals(successes, r_min, r_max):
@@ -694,7 +697,7 @@ if __name__ == "__main__":
 
     def policy_obs(states, goals):
         """The robot state by running statistics, the goal by the maze's box into [-1, 1] (goals seen so far would not do)."""
-        goals = (goals - gan.center) / gan.half_range  # the GAN's box is the maze's
+        goals = (goals - gan.center) / (gan.width / 2)  # the GAN's box is the maze's
         return torch.cat([obs_normaliser(states), goals.expand(states.shape[:-1] + (2,))], -1)
 
     def act(states, goals):  # the policy as it acts; the env clips the action to its bounds
