@@ -645,12 +645,6 @@ if __name__ == "__main__":
         except ImportError:
             sys.exit("error: --track needs wandb: pip install -r requirements-extra.txt")
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)
-    # a resumed run drops what was logged after its checkpoint's last step; that is logged again
-    writer = SummaryWriter(run_dir, purge_step=checkpoint["counters"]["global_step"] + 1 if checkpoint else None)
-    writer.add_text(
-        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-    )
-
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -715,6 +709,21 @@ if __name__ == "__main__":
 
     nets = dict(policy=policy, value_net=value_net, obs_normaliser=obs_normaliser, gan=gan, bt_model=bt_model)
     optimizers = dict(vf=vf_optimizer, imitation=imitation_optimizer, d=d_optimizer, g=g_optimizer, bt=bt_optimizer)
+    if checkpoint:  # networks and optimizers first: another version's checkpoint is refused before a log is written
+        try:
+            for name, net in nets.items():
+                net.load_state_dict(checkpoint["nets"][name])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(checkpoint["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as e:
+            sys.exit(
+                f"error: --resume {args.resume}: checkpoint.pt does not fit this script's networks ({e!r})".splitlines()[0]
+            )
+    # a resumed run drops what was logged after its checkpoint's last step; that is logged again
+    writer = SummaryWriter(run_dir, purge_step=checkpoint["counters"]["global_step"] + 1 if checkpoint else None)
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    )
 
     def run_state():
         """Everything the run needs to go on (the RNG of each env too: it draws the Ant's start and decoded poses)."""
@@ -739,11 +748,7 @@ if __name__ == "__main__":
     old_goals = np.zeros((0, 2))
     gan_schedule = (args.gan_steps, args.gan_d_steps, args.gan_batch_size)
     try:
-        if checkpoint:  # go on from the end of the Goal GAN iteration the checkpoint was written at
-            for name, net in nets.items():
-                net.load_state_dict(checkpoint["nets"][name])
-            for name, optimizer in optimizers.items():
-                optimizer.load_state_dict(checkpoint["optimizers"][name])
+        if checkpoint:  # go on from the end of the Goal GAN iteration the checkpoint was written at (networks above)
             for key, x in checkpoint["bt_buffer"]["data"].items():  # its filled part: a run without recall saves none
                 bt_buffer.data[key][: len(x)] = x.to(device)
             bt_buffer.pos, bt_buffer.size = checkpoint["bt_buffer"]["pos"], checkpoint["bt_buffer"]["size"]

@@ -399,8 +399,9 @@ WHOLE = dict(nets={}, optimizers={}, bt_buffer={}, old_goals=None, policy_mark=N
         ("cut", "--resume old: checkpoint.pt cannot be read"),  # a partial write: the first half of a real file
         ({"args": started_with(), "nets": {}}, "--resume old: checkpoint.pt lacks bt_buffer, counters, old_goals"),
         ({**WHOLE, "args": started_with(seed=2)}, "--resume old was started with --seed 2 (given 1)"),
+        ({**WHOLE, "args": started_with()}, "--resume old: checkpoint.pt does not fit this script's networks (KeyError"),
     ],
-    ids=["missing", "garbage", "partial", "incomplete", "other flags"],
+    ids=["missing", "garbage", "partial", "incomplete", "other flags", "other networks"],
 )
 def test_a_checkpoint_that_cannot_go_on_is_refused_with_one_line(tmp_path, content, message):
     (tmp_path / "old").mkdir()
