@@ -205,7 +205,8 @@ class GoalGAN(nn.Module):
     """Goal GAN's LSGAN: a generator G(z) of 2x256 ReLU units with a tanh output, and a discriminator D(g) of 2x128
     ReLU units giving one score. Goals are measured from the centre of the maze's box in units of its width, as in
     Goal GAN's code: the tanh spans twice the box, so the maze's edges sit at +-0.5, where the tanh still has a
-    gradient (squashed onto the box itself, a generator pushed to an edge saturates and never comes back)."""
+    gradient (squashed onto the box itself, our generator collapsed onto the maze's edge and stalled the curriculum:
+    docs/goalgan_recall_umaze.md)."""
 
     def __init__(self, low, high, noise_dim):
         super().__init__()
