@@ -48,13 +48,14 @@ def verdicts(text):
 
 
 def moved(before, after):
-    """Lines for the comparisons whose verdict differs between the two reports."""
+    """Lines for the comparisons whose verdict differs between the two reports (an inconclusive one at another number
+    of seeds has not moved)."""
     old, new = verdicts(before), verdicts(after)
     both = sorted(old.keys() & new.keys())
     lines = []
     for x, y, env, measure in both:
         before, after = old[(x, y, env, measure)], new[(x, y, env, measure)]
-        if before != after:
+        if re.sub(r" at \d+ seeds$", "", before) != re.sub(r" at \d+ seeds$", "", after):
             lines.append(f"{x} vs {y}, {env}{f', {measure}' if measure else ''}: {before} -> {after}")
     return lines
 

@@ -542,7 +542,8 @@ def test_the_report_says_how_far_each_run_under_way_got(tmp_path):
 def test_moved_verdicts_pairs_each_comparison_across_report_formats():
     """An old report (one verdict a row) and a new one (beside the comparison, the untrained model): the comparison
     `a` vs `c` moved, `a` vs `b` did not, a pending verdict and the rows of other tables are no verdicts. Two claims on
-    one pair (`a` vs `d`: env steps to a threshold, and a final value) are two comparisons: only the second moved."""
+    one pair (`a` vs `d`: env steps to a threshold, and a final value) are two comparisons: only the second moved.
+    Inconclusive at 10 seeds and at 3 (`e` vs `b`) has not moved."""
     from moved_verdicts import moved
 
     old = """| claim | env | seeds | effect | relative | P | verdict |
@@ -553,6 +554,7 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 | Z; `a` vs `d`, env steps saved to charts/s >= 0.9 | 11x11 | 10 vs 10 | 1 | +40% | 1 | **reproduced** |
 | W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | 1 | -6% | 0 | **not reproduced** |
 | V; `a` vs `r-2:1`, env steps | 15x15 | 10 vs 10 | 1 | +9% | 1 | **inconclusive at 10 seeds** |
+| U; `e` vs `b`, final eval/v | 11x11 | 10 vs 10 | 1 | +2% | 0 | **inconclusive at 10 seeds** |
 """
     new = """| claim | env | seeds | vs the comparison | verdict | vs the untrained model | verdict |
 |-|-|-|-|-|-|-|
@@ -561,6 +563,7 @@ def test_moved_verdicts_pairs_each_comparison_across_report_formats():
 | Z; `a` vs `d`, env steps to charts/s >= 0.9 | 11x11 | 10 vs 10 | +40% | **reproduced** |  |  |
 | W; `a` vs `d`, final eval/v | 11x11 | 10 vs 10 | +6% | **reproduced** |  |  |
 | V; `a` vs `r-2:1`, env steps | 15x15 | 10 vs 7 | +17% | **reproduced** |  |  |
+| U; `e` vs `b`, final eval/v | 11x11 | 3 vs 10 | -4% | **inconclusive at 3 seeds** |  |  |
 
 | ours | env | seeds |
 |-|-|-|
