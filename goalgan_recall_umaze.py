@@ -690,9 +690,11 @@ if __name__ == "__main__":
     def to_tensor(x):
         return torch.as_tensor(x, dtype=torch.float32, device=device)
 
+    goal_half_width = gan.width / 2  # the GAN's box is the maze's
+
     def policy_obs(states, goals):
         """The robot state by running statistics, the goal by the maze's box into [-1, 1] (goals seen so far would not do)."""
-        goals = (goals - gan.center) / (gan.width / 2)  # the GAN's box is the maze's
+        goals = (goals - gan.center) / goal_half_width
         return torch.cat([obs_normaliser(states), goals.expand(states.shape[:-1] + (2,))], -1)
 
     def act(states, goals):  # the policy as it acts; the env clips the action to its bounds

@@ -55,7 +55,7 @@ def moved(before, after):
     lines = []
     for x, y, env, measure in both:
         before, after = old[(x, y, env, measure)], new[(x, y, env, measure)]
-        if re.sub(r" at \d+ seeds$", "", before) != re.sub(r" at \d+ seeds$", "", after):
+        if len({re.sub(r" at \d+ seeds$", "", verdict) for verdict in (before, after)}) > 1:
             lines.append(f"{x} vs {y}, {env}{f', {measure}' if measure else ''}: {before} -> {after}")
     return lines
 
