@@ -40,6 +40,8 @@ class Args:
     """the seed of both runs"""
     recall: bool = True
     """if toggled, Goal GAN with recall traces; --no-recall, plain Goal GAN"""
+    repeats: int = 3
+    """runs of each code, the two taking turns; the table gives each one's median time"""
 
 
 def iteration_rate(root, env_id, args):
@@ -59,14 +61,27 @@ def iteration_rate(root, env_id, args):
     return (second.step - first.step) / seconds, second.step - first.step, seconds
 
 
+def median_run(runs):
+    """The run of median time among (rate, env steps, seconds) runs of one code; the same seed takes the same steps."""
+    if len({steps for _, steps, _ in runs}) > 1:
+        sys.exit(f"error: runs of one code on one seed took different env steps: {[steps for _, steps, _ in runs]}")
+    return sorted(runs, key=lambda run: run[2])[len(runs) // 2]
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    if args.repeats < 1:
+        sys.exit(f"error: --repeats must be >= 1 (given {args.repeats})")
+    codes = ((args.before, args.before_env_id), ("working tree", args.env_id))
+    runs = {code: [] for code, _ in codes}
     with checked_out(args.before) as tree:
-        rows = [(args.before, args.before_env_id, *iteration_rate(tree, args.before_env_id, args))]
-    rows.append(("working tree", args.env_id, *iteration_rate(ROOT, args.env_id, args)))
+        for _ in range(args.repeats):  # in turns, so a change in the machine's speed falls on both
+            for (code, env_id), root in zip(codes, (tree, ROOT), strict=True):
+                runs[code].append(iteration_rate(root, env_id, args))
+    rows = [(code, env_id, *median_run(runs[code])) for code, env_id in codes]
     setting, switch = ("Goal GAN + recall traces", "--recall") if args.recall else ("Goal GAN", "--no-recall")
     print(f"python {SCRIPT} --env-id ENV_ID --seed {args.seed} --total-timesteps {INIT_STEPS + 1} {switch}")
-    print(f"{setting}, the first iteration, one CPU thread\n")
+    print(f"{setting}, the first iteration, one CPU thread, the median of {args.repeats} runs of each\n")
     print("| code | env id | env steps | seconds | env steps / s | speed-up |\n|-|-|-|-|-|-|")
     for code, env_id, rate, steps, seconds in rows:
         print(f"| {code} | {env_id} | {steps:,} | {seconds:.1f} | {rate:,.0f} | {rate / rows[0][2]:.2f}x |")
