@@ -108,11 +108,6 @@ def stay_put(states, goals):
     return np.zeros((len(states), 2))
 
 
-def wander(states, goals, rng):
-    """Random actions, most of them outside the bounds (the env clips them)."""
-    return rng.normal(0.0, 2.0, (len(states), 2))
-
-
 def follow_the_u(states, goals):
     """A hand-written controller for the point mass: straight to the goal when robot and goal are in the same arm
     of the U (bottom, right, top), else to the corner of the U on the way."""
@@ -154,22 +149,6 @@ def test_episode_batch_pads_after_the_end_and_marks_success_and_truncation():
     np.testing.assert_array_equal(batch["rewards"].sum(0), [1, 0, 0])
     # each step's next state is the following step's state within an episode
     np.testing.assert_array_equal(batch["next_states"][:-1, 1:], batch["states"][1:, 1:])
-
-
-def test_episodes_stepped_past_the_wrappers_are_those_stepped_through_them():
-    """run_episodes steps an env that does not render straight through its physics, and one that does (the video)
-    through gymnasium's wrappers and step(): the same episodes either way, time limit and goals reached included."""
-    goals = np.array([[0.0, 0.0], [0.4, 0.0], [4.0, 4.0]])  # reached at once, reached on the way or not, never
-    batches = []
-    for render_mode in (None, "rgb_array"):
-        env_list = [gym.make("PointUMaze-v0", render_mode=render_mode) for _ in range(2)]
-        for i, env in enumerate(env_list):
-            env.reset(seed=i)
-        rng = np.random.default_rng(0)  # the same actions for both
-        batches.append(run_episodes(env_list, partial(wander, rng=rng), goals, 200))
-    assert batches[0]["dones"][199].sum() >= 1  # a time limit was met
-    for key, x in batches[0].items():
-        np.testing.assert_array_equal(x, batches[1][key], err_msg=key)
 
 
 def test_the_backtracking_model_listens_to_the_goal():
