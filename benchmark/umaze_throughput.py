@@ -82,6 +82,9 @@ if __name__ == "__main__":
     setting, switch = ("Goal GAN + recall traces", "--recall") if args.recall else ("Goal GAN", "--no-recall")
     print(f"python {SCRIPT} --env-id ENV_ID --seed {args.seed} --total-timesteps {INIT_STEPS + 1} {switch}")
     print(f"{setting}, the first iteration, one CPU thread, the median of {args.repeats} runs of each\n")
-    print("| code | env id | env steps | seconds | env steps / s | speed-up |\n|-|-|-|-|-|-|")
+    print("| code | env id | env steps | seconds | env steps / s | speed-up | each run's seconds |\n|-|-|-|-|-|-|-|")
     for code, env_id, rate, steps, seconds in rows:
-        print(f"| {code} | {env_id} | {steps:,} | {seconds:.1f} | {rate:,.0f} | {rate / rows[0][2]:.2f}x |")
+        each = ", ".join(f"{run[2]:.1f}" for run in runs[code])
+        print(f"| {code} | {env_id} | {steps:,} | {seconds:.1f} | {rate:,.0f} | {rate / rows[0][2]:.2f}x | {each} |")
+    pairs = [after[0] / before[0] for before, after in zip(*runs.values(), strict=True)]
+    print(f"\nspeed-up of each pair run in turn: {', '.join(f'{x:.2f}x' for x in pairs)}")
