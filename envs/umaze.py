@@ -33,9 +33,12 @@ def wall_blocks(scale):
 
 
 def walls_mjcf(scale, height):
-    """The wall blocks as MJCF box geoms standing on the floor."""
+    """The wall blocks as MJCF box geoms standing on the floor. They collide with every geom, whatever the robot's
+    defaults (as in Goal GAN's maze): gymnasium's ant.xml gives its geoms conaffinity 0, which walls inheriting it
+    would share, and two geoms of conaffinity 0 pass through each other."""
     return "\n".join(
-        f'<geom type="box" pos="{x} {y} {height / 2}" size="{h} {h} {height / 2}" rgba=".4 .4 .45 1"/>'
+        f'<geom type="box" pos="{x} {y} {height / 2}" size="{h} {h} {height / 2}" contype="1" conaffinity="1" '
+        f'rgba=".4 .4 .45 1"/>'
         for x, y, h in wall_blocks(scale)
     )
 
