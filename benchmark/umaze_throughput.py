@@ -1,6 +1,7 @@
 """Env steps per second of a whole Goal GAN iteration on the Ant U-Maze, the working tree beside a git ref, the two
-taking turns on one core (--repeats runs of each; the medians, each run's time and each pair's speed-up): the first iteration of `goalgan_recall_umaze.py` with the paper's sizes (600 episodes
-of up to 500 steps in 5 TRPO iterations, each with its recall phase; the GAN's training; the coverage evaluation).
+taking turns on one core (--repeats runs of each; the medians, each run's time and each pair's speed-up): the
+first iteration of `goalgan_recall_umaze.py` with the paper's sizes (600 episodes of up to 500 steps in 5 TRPO
+iterations, each with its recall phase; the GAN's training; the coverage evaluation).
 
     python benchmark/umaze_throughput.py                                   # today against the code before the speed-up
     python benchmark/umaze_throughput.py --before HEAD --before-env-id AntUMaze-v1 --no-recall
